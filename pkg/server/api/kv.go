@@ -1,0 +1,265 @@
+// Package api serves the etcd v3 gRPC API (KV, Maintenance, Cluster) and the
+// plain HTTP endpoints (/version, /health) on a member's client URLs.
+//
+// Handlers validate requests at the boundary, call the server through small
+// interfaces declared here, and fill response headers, so every error a
+// client sees carries etcd's gRPC code and message.
+package api
+
+import (
+	"context"
+	"errors"
+	"math"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// KV is what the KV service needs from a member.
+type KV interface {
+	// Put, DeleteRange, Txn and Compact go through raft.
+	Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error)
+	DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error)
+	Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+	Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error)
+	// ReadBarrier returns once local state holds every write committed
+	// before the call: the wait a linearizable read needs.
+	ReadBarrier(ctx context.Context) error
+	// LocalRange serves r from local state with no barrier.
+	LocalRange(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error)
+	// LocalTxn serves a txn that only reads from local state.
+	LocalTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error)
+}
+
+// Header tells handlers what to put in response headers.
+type Header interface {
+	ClusterID() uint64
+	MemberID() uint64
+	Term() uint64
+	Rev() int64
+}
+
+type kvService struct {
+	pb.UnimplementedKVServer
+	kv        KV
+	hdr       Header
+	maxTxnOps int
+	// chunkBytes is the size a RangeStream chunk aims for.
+	chunkBytes int
+}
+
+func fillHeader(h Header, rh *pb.ResponseHeader, withRev bool) {
+	rh.ClusterId = h.ClusterID()
+	rh.MemberId = h.MemberID()
+	rh.RaftTerm = h.Term()
+	if withRev && rh.Revision == 0 {
+		rh.Revision = h.Rev()
+	}
+}
+
+func (s *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := checkRange(r); err != nil {
+		return nil, err
+	}
+	if !r.Serializable {
+		if err := s.kv.ReadBarrier(ctx); err != nil {
+			return nil, toStatus(err)
+		}
+	}
+	resp, err := s.kv.LocalRange(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
+}
+
+func (s *kvService) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := checkPut(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.kv.Put(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
+}
+
+func (s *kvService) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	if err := checkDelete(r); err != nil {
+		return nil, err
+	}
+	resp, err := s.kv.DeleteRange(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
+}
+
+func (s *kvService) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := checkTxn(r, s.maxTxnOps); err != nil {
+		return nil, err
+	}
+	var (
+		resp *pb.TxnResponse
+		err  error
+	)
+	if readOnly(r) {
+		// A txn that writes nothing need not be replicated: a read
+		// barrier gives it the same linearizability a proposal would.
+		if err = s.kv.ReadBarrier(ctx); err == nil {
+			resp, err = s.kv.LocalTxn(ctx, r)
+		}
+	} else {
+		resp, err = s.kv.Txn(ctx, r)
+	}
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
+}
+
+func readOnly(r *pb.TxnRequest) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			switch v := op.Request.(type) {
+			case *pb.RequestOp_RequestRange:
+			case *pb.RequestOp_RequestTxn:
+				if !readOnly(v.RequestTxn) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (s *kvService) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	resp, err := s.kv.Compact(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
+}
+
+// firstChunk is how many keys the first RangeStream chunk carries; later
+// chunks grow or shrink toward chunkBytes.
+const firstChunk = 10
+
+// RangeStream sends a large range in chunks, so neither side holds the
+// whole result in one message. Every chunk is read at the revision the
+// first one saw, so the stream is one consistent view.
+func (s *kvService) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	if err := checkRangeStream(r); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	if !r.Serializable {
+		if err := s.kv.ReadBarrier(ctx); err != nil {
+			return toStatus(err)
+		}
+	}
+	req := proto.Clone(r).(*pb.RangeRequest)
+	if req.CountOnly {
+		resp, err := s.kv.LocalRange(ctx, req)
+		if err != nil {
+			return toStatus(err)
+		}
+		out := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count}
+		return s.sendChunk(stream, out)
+	}
+	return s.streamChunks(ctx, req, stream)
+}
+
+func (s *kvService) streamChunks(ctx context.Context, req *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
+	total := req.Limit
+	if total == 0 {
+		total = math.MaxInt64
+	}
+	req.Limit = min(firstChunk, total)
+	var sent, rev int64
+	for {
+		resp, err := s.kv.LocalRange(ctx, req)
+		if err != nil {
+			return toStatus(err)
+		}
+		if rev == 0 {
+			rev = resp.Header.Revision
+			if req.Revision == 0 {
+				req.Revision = rev
+			}
+		}
+		sent += int64(len(resp.Kvs))
+		var next []byte
+		if resp.More && len(resp.Kvs) > 0 {
+			last := resp.Kvs[len(resp.Kvs)-1].Key
+			next = append(append(make([]byte, 0, len(last)+1), last...), 0)
+		}
+		out := &pb.RangeResponse{Kvs: resp.Kvs}
+		done := !resp.More || sent >= total || next == nil
+		if done {
+			out.Header = &pb.ResponseHeader{Revision: rev}
+			out.More = resp.More
+			out.Count = sent
+			if resp.More && next != nil {
+				rest, err := s.kv.LocalRange(ctx, &pb.RangeRequest{Key: next, RangeEnd: req.RangeEnd, Revision: req.Revision, CountOnly: true, Serializable: true})
+				if err != nil {
+					return toStatus(err)
+				}
+				out.Count += rest.Count
+			}
+		}
+		if err := s.sendChunk(stream, out); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		req.Key = next
+		req.Limit = min(nextChunk(req.Limit, proto.Size(resp), s.chunkBytes), total-sent)
+	}
+}
+
+func (s *kvService) sendChunk(stream pb.KV_RangeStreamServer, out *pb.RangeResponse) error {
+	if out.Header != nil {
+		fillHeader(s.hdr, out.Header, false)
+	}
+	return stream.Send(&pb.RangeStreamResponse{RangeResponse: out})
+}
+
+// nextChunk doubles or halves the key count when the last chunk was far
+// from the target size, and leaves it alone near it to avoid see-sawing.
+func nextChunk(limit int64, size, target int) int64 {
+	switch {
+	case size < target/2:
+		limit *= 2
+	case size > target*2:
+		limit /= 2
+	}
+	return max(limit, 1)
+}
+
+// toStatus turns an error from the server into the gRPC status a client
+// sees. Server errors are already etcd's statuses; context errors become
+// the matching codes.
+func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	}
+	return status.Error(codes.Unknown, err.Error())
+}

@@ -1,0 +1,204 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+
+	"github.com/kvd-io/kvd/pkg/version"
+)
+
+// Config describes the client-facing services of one member.
+type Config struct {
+	KV          KV
+	Maintenance Maintenance
+	Cluster     Cluster
+	Header      Header
+	// Health answers /health: nil when the member can serve.
+	Health func(ctx context.Context) error
+	// MaxRequestBytes bounds a request; gRPC gets some room above it so
+	// that an oversized request reaches the server's own check and gets
+	// etcd's error instead of a transport one.
+	MaxRequestBytes int
+	MaxTxnOps       int
+	Logger          *slog.Logger
+}
+
+// grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
+const grpcOverhead = 512 * 1024
+
+// NewGRPC builds the gRPC server with every service registered.
+func NewGRPC(cfg Config) *grpc.Server {
+	s := grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverhead),
+		grpc.MaxSendMsgSize(math.MaxInt32),
+		grpc.MaxConcurrentStreams(math.MaxUint32),
+	)
+	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
+	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
+	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
+	return s
+}
+
+// NewHTTP returns the handler for the plain HTTP endpoints.
+func NewHTTP(cfg Config) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{
+			"etcdserver":  version.EtcdVersion,
+			"etcdcluster": version.ClusterVersion,
+			"kvd":         version.Version,
+		})
+	})
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := cfg.Health(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Serve serves gRPC and HTTP on the same listener until ctx is done, then
+// stops gracefully: in-flight calls finish, new ones are refused. gRPC
+// clients speak HTTP/2 with prior knowledge, so the connection preface
+// tells the two apart.
+func Serve(ctx context.Context, lis net.Listener, gs *grpc.Server, h http.Handler, lg *slog.Logger) error {
+	grpcLis := newChanListener(lis.Addr())
+	httpLis := newChanListener(lis.Addr())
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- gs.Serve(grpcLis) }()
+	go func() { defer wg.Done(); errc <- ignoreClosed(hs.Serve(httpLis)) }()
+	go func() { defer wg.Done(); errc <- split(lis, grpcLis, httpLis, lg) }()
+
+	<-ctx.Done()
+	lis.Close()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		gs.Stop()
+		<-stopped
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = hs.Shutdown(shutCtx)
+	grpcLis.Close()
+	httpLis.Close()
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && !errors.Is(err, grpc.ErrServerStopped) && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+	}
+	return nil
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+var http2Preface = []byte("PRI * HTTP/2.0")
+
+// split accepts connections and routes each by its first bytes. Sniffing
+// happens off the accept loop so a silent client cannot hold up others.
+func split(lis net.Listener, grpcLis, httpLis *chanListener, lg *slog.Logger) error {
+	for {
+		c, err := lis.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return fmt.Errorf("accept on %s: %w", lis.Addr(), err)
+		}
+		go func() {
+			_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			head, err := br.Peek(len(http2Preface))
+			_ = c.SetReadDeadline(time.Time{})
+			if err != nil && len(head) == 0 {
+				c.Close()
+				return
+			}
+			pc := &peekedConn{Conn: c, r: br}
+			if bytes.Equal(head, http2Preface) {
+				grpcLis.deliver(pc)
+			} else {
+				httpLis.deliver(pc)
+			}
+		}()
+	}
+}
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// chanListener is a net.Listener fed by split.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
