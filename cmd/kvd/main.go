@@ -1,0 +1,171 @@
+// Command kvd runs one member of a kvd cluster. Its flags are named as
+// etcd's, and each may also be set by a KVD_* environment variable
+// (KVD_DATA_DIR for --data-dir) or by a YAML file given to --config-file
+// whose keys are the flag names.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/kvd-io/kvd/pkg/server"
+	"github.com/kvd-io/kvd/pkg/version"
+)
+
+func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "kvd:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
+	v := viper.New()
+	cmd := &cobra.Command{
+		Use:           "kvd",
+		Short:         "kvd is a distributed, reliable key-value store speaking the etcd v3 API",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if v.GetBool("version") {
+				printVersion()
+				return nil
+			}
+			cfg, err := configFrom(v)
+			if err != nil {
+				return err
+			}
+			return run(cfg)
+		},
+	}
+	addFlags(cmd.Flags())
+	cmd.PreRunE = func(cmd *cobra.Command, _ []string) error { return bindConfig(v, cmd.Flags()) }
+	return cmd
+}
+
+func addFlags(fs *pflag.FlagSet) {
+	d := server.Defaults()
+	fs.String("name", d.Name, "Human-readable name for this member.")
+	fs.String("data-dir", "", "Path to the data directory (default \"${name}.kvd\").")
+	fs.String("listen-client-urls", strings.Join(d.ListenClientURLs, ","), "List of URLs to listen on for client traffic.")
+	fs.String("advertise-client-urls", strings.Join(d.AdvertiseClientURLs, ","), "List of this member's client URLs to advertise to the rest of the cluster.")
+	fs.String("listen-peer-urls", strings.Join(d.ListenPeerURLs, ","), "List of URLs to listen on for peer traffic.")
+	fs.String("initial-advertise-peer-urls", strings.Join(d.InitialAdvertisePeerURLs, ","), "List of this member's peer URLs to advertise to the rest of the cluster.")
+	fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping, as name=peer-url pairs (default \"${name}=${initial-advertise-peer-urls}\").")
+	fs.String("initial-cluster-state", d.InitialClusterState, "Initial cluster state ('new' or 'existing').")
+	fs.String("initial-cluster-token", d.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
+	fs.Uint64("snapshot-count", d.SnapshotCount, "Number of applied raft entries between two snapshots of the raft log.")
+	fs.Uint("heartbeat-interval", uint(d.HeartbeatInterval/time.Millisecond), "Time (in milliseconds) of a heartbeat interval.")
+	fs.Uint("election-timeout", uint(d.ElectionTimeout/time.Millisecond), "Time (in milliseconds) for an election to timeout.")
+	fs.Uint("max-request-bytes", d.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
+	fs.Uint("max-txn-ops", d.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
+	fs.Duration("backend-batch-interval", d.BackendBatchInterval, "Longest time applied writes wait before the database commits them.")
+	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
+	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
+	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
+	fs.Bool("version", false, "Print the version and exit.")
+}
+
+// bindConfig makes every flag readable through v, with the precedence
+// command line > KVD_* environment > config file > default.
+func bindConfig(v *viper.Viper, fs *pflag.FlagSet) error {
+	if err := v.BindPFlags(fs); err != nil {
+		return fmt.Errorf("bind flags: %w", err)
+	}
+	v.SetEnvPrefix("KVD")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if path := v.GetString("config-file"); path != "" {
+		v.SetConfigFile(path)
+		v.SetConfigType("yaml")
+		if err := v.ReadInConfig(); err != nil {
+			return fmt.Errorf("read config file %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+func configFrom(v *viper.Viper) (server.Config, error) {
+	level, err := parseLevel(v.GetString("log-level"))
+	if err != nil {
+		return server.Config{}, err
+	}
+	cfg := server.Config{
+		Name:                     v.GetString("name"),
+		DataDir:                  v.GetString("data-dir"),
+		ListenClientURLs:         urlList(v, "listen-client-urls"),
+		AdvertiseClientURLs:      urlList(v, "advertise-client-urls"),
+		ListenPeerURLs:           urlList(v, "listen-peer-urls"),
+		InitialAdvertisePeerURLs: urlList(v, "initial-advertise-peer-urls"),
+		InitialCluster:           v.GetString("initial-cluster"),
+		InitialClusterState:      v.GetString("initial-cluster-state"),
+		InitialClusterToken:      v.GetString("initial-cluster-token"),
+		SnapshotCount:            v.GetUint64("snapshot-count"),
+		HeartbeatInterval:        time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
+		ElectionTimeout:          time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
+		MaxRequestBytes:          v.GetUint("max-request-bytes"),
+		MaxTxnOps:                v.GetUint("max-txn-ops"),
+		BackendBatchInterval:     v.GetDuration("backend-batch-interval"),
+		BackendBatchLimit:        v.GetInt("backend-batch-limit"),
+		Logger:                   slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = cfg.Name + ".kvd"
+	}
+	return cfg, nil
+}
+
+// urlList reads a comma-separated flag, or a YAML list in a config file.
+func urlList(v *viper.Viper, key string) []string {
+	var out []string
+	for _, item := range v.GetStringSlice(key) {
+		for _, u := range strings.Split(item, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func printVersion() {
+	fmt.Printf("kvd Version: %s\n", version.Version)
+	fmt.Printf("etcd API Version: %s\n", version.APIVersion)
+	fmt.Printf("Go Version: %s\n", runtime.Version())
+	fmt.Printf("Go OS/Arch: %s/%s\n", runtime.GOOS, runtime.GOARCH)
+}
+
+func run(cfg server.Config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	err = s.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,246 @@
+// Package backend is kvd's state-machine storage: one go.etcd.io/bbolt file
+// written through a long-lived batch transaction that is committed on a
+// timer or after a number of writes, never once per request.
+//
+// Readers read through the same open transaction, so they see applied but
+// not yet committed writes without forcing a commit. A writer excludes
+// readers only for the moment it changes the transaction.
+package backend
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Buckets kvd keeps in its database.
+var (
+	Key     = []byte("key")
+	Meta    = []byte("meta")
+	Members = []byte("members")
+	buckets = [][]byte{Key, Meta, Members}
+)
+
+// Config says where the database lives and how writes are batched.
+type Config struct {
+	Path          string
+	BatchInterval time.Duration
+	BatchLimit    int
+	Logger        *slog.Logger
+}
+
+// Backend is an open database.
+type Backend struct {
+	cfg Config
+	db  *bolt.DB
+	lg  *slog.Logger
+
+	// mu guards tx: writers and the committer hold it exclusively,
+	// readers shared. bbolt allows concurrent reads of a transaction
+	// that nobody is writing to.
+	mu      sync.RWMutex
+	tx      *bolt.Tx
+	bkts    map[string]*bolt.Bucket
+	pending int
+
+	stopc chan struct{}
+	donec chan struct{}
+}
+
+// Open opens or creates the database at cfg.Path and starts the commit
+// timer, which runs until Close.
+func Open(cfg Config) (*Backend, error) {
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = 100 * time.Millisecond
+	}
+	if cfg.BatchLimit <= 0 {
+		cfg.BatchLimit = 10000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("create dir for %s: %w", cfg.Path, err)
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 64 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+	}
+	b := &Backend{cfg: cfg, db: db, lg: cfg.Logger, stopc: make(chan struct{}), donec: make(chan struct{})}
+	if err := b.begin(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go b.commitLoop()
+	return b, nil
+}
+
+func (b *Backend) begin() error {
+	tx, err := b.db.Begin(true)
+	if err != nil {
+		return fmt.Errorf("begin batch transaction: %w", err)
+	}
+	b.tx = tx
+	b.bkts = make(map[string]*bolt.Bucket, len(buckets))
+	for _, name := range buckets {
+		bk, err := tx.CreateBucketIfNotExists(name)
+		if err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("create bucket %s: %w", name, err)
+		}
+		b.bkts[string(name)] = bk
+	}
+	return nil
+}
+
+func (b *Backend) commitLoop() {
+	defer close(b.donec)
+	t := time.NewTicker(b.cfg.BatchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			b.mu.Lock()
+			if b.pending > 0 {
+				b.commitLocked()
+			}
+			b.mu.Unlock()
+		case <-b.stopc:
+			return
+		}
+	}
+}
+
+// commitLocked commits the batch and opens the next one. A failed commit
+// means the disk refused data already acknowledged through the WAL; the
+// WAL still has it, so the member stops rather than diverge, and replays
+// on restart.
+func (b *Backend) commitLocked() {
+	if err := b.tx.Commit(); err != nil {
+		b.lg.Error("commit database batch; stopping", "err", err)
+		os.Exit(1)
+	}
+	b.pending = 0
+	if err := b.begin(); err != nil {
+		b.lg.Error("reopen database batch; stopping", "err", err)
+		os.Exit(1)
+	}
+}
+
+// WriteTx is the batch transaction as a writer sees it.
+type WriteTx struct{ b *Backend }
+
+// Put stores value under key in bucket.
+func (w WriteTx) Put(bucket, key, value []byte) error {
+	if err := w.b.bkts[string(bucket)].Put(key, value); err != nil {
+		return fmt.Errorf("put in bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Delete removes key from bucket.
+func (w WriteTx) Delete(bucket, key []byte) error {
+	if err := w.b.bkts[string(bucket)].Delete(key); err != nil {
+		return fmt.Errorf("delete from bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Get reads key from bucket, including writes not yet committed. The
+// returned slice is valid only inside the transaction.
+func (w WriteTx) Get(bucket, key []byte) []byte { return w.b.bkts[string(bucket)].Get(key) }
+
+// ForEach calls fn for the keys of bucket in order, from start on, until fn
+// returns false.
+func (w WriteTx) ForEach(bucket, start []byte, fn func(k, v []byte) bool) {
+	forEach(w.b.bkts[string(bucket)], start, fn)
+}
+
+// Write runs fn with exclusive access to the batch transaction and counts
+// it as one write toward the batch limit.
+func (b *Backend) Write(fn func(WriteTx) error) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := fn(WriteTx{b})
+	b.pending++
+	if b.pending >= b.cfg.BatchLimit {
+		b.commitLocked()
+	}
+	return err
+}
+
+// ReadTx is the batch transaction as a reader sees it.
+type ReadTx struct{ b *Backend }
+
+// Get reads key from bucket. The slice is valid only inside Read.
+func (r ReadTx) Get(bucket, key []byte) []byte { return r.b.bkts[string(bucket)].Get(key) }
+
+// ForEach calls fn for the keys of bucket in order, from start on, until fn
+// returns false.
+func (r ReadTx) ForEach(bucket, start []byte, fn func(k, v []byte) bool) {
+	forEach(r.b.bkts[string(bucket)], start, fn)
+}
+
+// Read runs fn with shared access to the batch transaction.
+func (b *Backend) Read(fn func(ReadTx)) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	fn(ReadTx{b})
+}
+
+func forEach(bk *bolt.Bucket, start []byte, fn func(k, v []byte) bool) {
+	c := bk.Cursor()
+	var k, v []byte
+	if start == nil {
+		k, v = c.First()
+	} else {
+		k, v = c.Seek(start)
+	}
+	for ; k != nil; k, v = c.Next() {
+		if !fn(k, v) {
+			return
+		}
+	}
+}
+
+// ForceCommit commits the pending batch now.
+func (b *Backend) ForceCommit() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pending > 0 {
+		b.commitLocked()
+	}
+}
+
+// Size is the database file's size in bytes.
+func (b *Backend) Size() int64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.tx.Size()
+}
+
+// SizeInUse is the size of the pages that hold data, excluding free ones.
+func (b *Backend) SizeInUse() int64 {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	st := b.db.Stats()
+	free := int64(st.FreePageN+st.PendingPageN) * int64(b.db.Info().PageSize)
+	return max(b.tx.Size()-free, 0)
+}
+
+// Close commits what is pending, stops the commit timer and closes the
+// file.
+func (b *Backend) Close() error {
+	close(b.stopc)
+	<-b.donec
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.tx.Commit()
+	return errors.Join(err, b.db.Close())
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"time"
+)
+
+// Config is a member's configuration, one field per etcd flag of the same
+// name.
+type Config struct {
+	Name    string
+	DataDir string
+
+	ListenClientURLs         []string
+	AdvertiseClientURLs      []string
+	ListenPeerURLs           []string
+	InitialAdvertisePeerURLs []string
+
+	InitialCluster      string
+	InitialClusterState string
+	InitialClusterToken string
+
+	SnapshotCount     uint64
+	HeartbeatInterval time.Duration
+	ElectionTimeout   time.Duration
+	MaxRequestBytes   uint
+	MaxTxnOps         uint
+
+	// BackendBatchInterval and BackendBatchLimit bound how long and how
+	// many applied writes wait before the database commits them.
+	BackendBatchInterval time.Duration
+	BackendBatchLimit    int
+
+	Logger *slog.Logger
+}
+
+// Defaults returns the configuration etcd starts with when given no flags.
+func Defaults() Config {
+	return Config{
+		Name:                     "default",
+		ListenClientURLs:         []string{"http://localhost:2379"},
+		AdvertiseClientURLs:      []string{"http://localhost:2379"},
+		ListenPeerURLs:           []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
+		InitialClusterState:      "new",
+		InitialClusterToken:      "etcd-cluster",
+		SnapshotCount:            10000,
+		HeartbeatInterval:        100 * time.Millisecond,
+		ElectionTimeout:          1000 * time.Millisecond,
+		MaxRequestBytes:          1572864,
+		MaxTxnOps:                128,
+		BackendBatchInterval:     100 * time.Millisecond,
+		BackendBatchLimit:        10000,
+	}
+}
+
+// Validate checks the configuration and fills what can be derived.
+func (c *Config) Validate() error {
+	if c.Name == "" {
+		return errors.New("--name must not be empty")
+	}
+	if c.DataDir == "" {
+		c.DataDir = c.Name + ".kvd"
+	}
+	if c.InitialCluster == "" {
+		c.InitialCluster = initialClusterOf(c.Name, c.InitialAdvertisePeerURLs)
+	}
+	for flag, urls := range map[string][]string{
+		"--listen-client-urls":          c.ListenClientURLs,
+		"--advertise-client-urls":       c.AdvertiseClientURLs,
+		"--initial-advertise-peer-urls": c.InitialAdvertisePeerURLs,
+	} {
+		if len(urls) == 0 {
+			return fmt.Errorf("%s must name at least one URL", flag)
+		}
+		for _, u := range urls {
+			if err := checkURL(u); err != nil {
+				return fmt.Errorf("%s: %w", flag, err)
+			}
+		}
+	}
+	switch c.InitialClusterState {
+	case "new", "existing":
+	default:
+		return fmt.Errorf("--initial-cluster-state must be 'new' or 'existing', not %q", c.InitialClusterState)
+	}
+	if c.HeartbeatInterval <= 0 {
+		return errors.New("--heartbeat-interval must be positive")
+	}
+	if c.ElectionTimeout < 5*c.HeartbeatInterval {
+		return fmt.Errorf("--election-timeout (%v) must be at least 5 times --heartbeat-interval (%v)", c.ElectionTimeout, c.HeartbeatInterval)
+	}
+	if c.SnapshotCount == 0 {
+		return errors.New("--snapshot-count must be positive")
+	}
+	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
+		return errors.New("--max-request-bytes and --max-txn-ops must be positive")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+func checkURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("parse URL %q: %w", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("URL %q must use http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("URL %q has no host", s)
+	}
+	return nil
+}
+
+func initialClusterOf(name string, peerURLs []string) string {
+	s := ""
+	for i, u := range peerURLs {
+		if i > 0 {
+			s += ","
+		}
+		s += name + "=" + u
+	}
+	return s
+}
+
+// memberDir holds everything a member persists, laid out as etcd does.
+func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
+
+func (c *Config) dbPath() string { return filepath.Join(c.memberDir(), "snap", "db") }
+
+// electionTicks converts the election timeout into heartbeat ticks.
+func (c *Config) electionTicks() int {
+	return int(c.ElectionTimeout / c.HeartbeatInterval)
+}

@@ -1,0 +1,123 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/kvd-io/kvd/pkg/version"
+)
+
+// The methods below are what pkg/server/api calls: writes become raft
+// proposals, reads are served from the local store after the barrier the
+// API layer asked for.
+
+// Put replicates a put.
+func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	return proposeKV[*pb.PutResponse](ctx, s, &pb.InternalRaftRequest{Put: r})
+}
+
+// DeleteRange replicates a delete.
+func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	return proposeKV[*pb.DeleteRangeResponse](ctx, s, &pb.InternalRaftRequest{DeleteRange: r})
+}
+
+// Txn replicates a txn that writes.
+func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return proposeKV[*pb.TxnResponse](ctx, s, &pb.InternalRaftRequest{Txn: r})
+}
+
+// Compact replicates a compaction and, when physical is asked for, waits
+// until the old revisions are gone from the database.
+func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.CompactionResponse, error) {
+	res, err := s.propose(ctx, &pb.InternalRaftRequest{Compaction: r})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	if r.Physical && res.Physical != nil {
+		select {
+		case <-res.Physical:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stopc:
+			return nil, errStopped
+		}
+	}
+	resp, ok := res.Resp.(*pb.CompactionResponse)
+	if !ok {
+		return nil, errInternal
+	}
+	return resp, nil
+}
+
+// ReadBarrier waits until every write committed before the call is
+// applied locally.
+func (s *Server) ReadBarrier(ctx context.Context) error {
+	return s.reads.wait(ctx)
+}
+
+// LocalRange reads from the local store.
+func (s *Server) LocalRange(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	return s.applier.Range(ctx, r)
+}
+
+// LocalTxn runs a read-only txn against the local store.
+func (s *Server) LocalTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	return s.applier.ReadTxn(ctx, r)
+}
+
+// ClusterID, MemberID, Term and Rev fill response headers.
+func (s *Server) ClusterID() uint64 { return s.cluster.ID() }
+
+// MemberID is the local member's ID.
+func (s *Server) MemberID() uint64 { return s.cluster.LocalID() }
+
+// Term is the current raft term.
+func (s *Server) Term() uint64 { return s.node.Term() }
+
+// Rev is the store's current revision.
+func (s *Server) Rev() int64 { return s.store.Rev() }
+
+// Status describes this member for Maintenance.Status.
+func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
+	st := s.node.Status()
+	self := s.cluster.Member(s.cluster.LocalID())
+	return &pb.StatusResponse{
+		Header:           &pb.ResponseHeader{},
+		Version:          version.EtcdVersion,
+		DbSize:           s.be.Size(),
+		DbSizeInUse:      s.be.SizeInUse(),
+		Leader:           s.node.Leader(),
+		RaftIndex:        st.GetCommit(),
+		RaftTerm:         st.GetTerm(),
+		RaftAppliedIndex: s.applied.get(),
+		IsLearner:        self != nil && self.IsLearner,
+		StorageVersion:   version.ClusterVersion,
+	}, nil
+}
+
+// Members lists the cluster's members for Cluster.MemberList.
+func (s *Server) Members() []*pb.Member {
+	ms := s.cluster.Members()
+	out := make([]*pb.Member, len(ms))
+	for i, m := range ms {
+		out[i] = &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+	}
+	return out
+}
+
+// health is what /health reports: a member is healthy when it has a
+// leader and can complete a linearizable read.
+func (s *Server) health(ctx context.Context) error {
+	if s.node.Leader() == 0 {
+		return errors.New("RAFT NO LEADER")
+	}
+	if err := s.reads.wait(ctx); err != nil {
+		return errors.New("QGET ERROR")
+	}
+	return nil
+}

@@ -1,0 +1,240 @@
+// Package mvcc is kvd's multi-version key-value store: every change gets a
+// revision, old revisions stay readable until compacted, and each key
+// carries its create revision, mod revision, version and lease.
+//
+// Values live in the backend keyed by revision; an in-memory B-tree maps
+// each key to its history, so a read finds the revision it needs without
+// scanning the database.
+package mvcc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvd-io/kvd/pkg/server/backend"
+)
+
+var (
+	// ErrCompacted is returned for a revision below the compaction point.
+	ErrCompacted = errors.New("mvcc: required revision has been compacted")
+	// ErrFutureRev is returned for a revision the store has not reached.
+	ErrFutureRev = errors.New("mvcc: required revision is a future revision")
+)
+
+var (
+	metaConsistentIndex = []byte("consistent_index")
+	metaConsistentTerm  = []byte("term")
+	metaCompactDone     = []byte("finishedCompactRev")
+	metaCompactWanted   = []byte("scheduledCompactRev")
+)
+
+// Store is the versioned key space.
+type Store struct {
+	be *backend.Backend
+	lg *slog.Logger
+
+	// mu guards the index and revisions: a write txn holds it for its
+	// whole life, readers share it.
+	mu         sync.RWMutex
+	index      *treeIndex
+	rev        int64
+	compactRev int64
+
+	ci, term uint64
+
+	wg    sync.WaitGroup // background compactions
+	stopc chan struct{}
+}
+
+// New opens the store over be, rebuilding the key index from it and
+// finishing a compaction a crash interrupted.
+func New(be *backend.Backend, lg *slog.Logger) (*Store, error) {
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{be: be, lg: lg, index: newTreeIndex(), stopc: make(chan struct{})}
+	var err error
+	var wanted int64
+	be.Read(func(tx backend.ReadTx) {
+		s.ci = getUint(tx.Get(backend.Meta, metaConsistentIndex))
+		s.term = getUint(tx.Get(backend.Meta, metaConsistentTerm))
+		s.compactRev = int64(getUint(tx.Get(backend.Meta, metaCompactDone)))
+		wanted = int64(getUint(tx.Get(backend.Meta, metaCompactWanted)))
+		tx.ForEach(backend.Key, nil, func(k, v []byte) bool {
+			if len(k) < revKeyLen {
+				err = fmt.Errorf("malformed revision key %x", k)
+				return false
+			}
+			r, tomb := parseRevKey(k)
+			kv := new(mvccpb.KeyValue)
+			if err = proto.Unmarshal(v, kv); err != nil {
+				err = fmt.Errorf("decode key at revision %d: %w", r.Main, err)
+				return false
+			}
+			ki := s.index.getOrCreate(kv.Key)
+			if tomb {
+				ki.tombstone(r)
+			} else {
+				ki.put(r)
+			}
+			s.rev = r.Main
+			return true
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("restore key index: %w", err)
+	}
+	// A new store is at revision 1, as etcd's is: the first write makes 2.
+	s.rev = max(s.rev, s.compactRev, wanted, 1)
+	if wanted > s.compactRev {
+		s.compactRev = wanted
+		done := make(chan struct{})
+		s.startPhysicalCompaction(wanted, s.index.compact(wanted), done)
+	} else if s.compactRev > 0 {
+		s.index.compact(s.compactRev)
+	}
+	return s, nil
+}
+
+func getUint(b []byte) uint64 {
+	if len(b) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(b)
+}
+
+func putUint(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+// Rev is the current revision.
+func (s *Store) Rev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rev
+}
+
+// CompactRev is the revision of the last compaction.
+func (s *Store) CompactRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compactRev
+}
+
+// ConsistentIndex is the raft index and term of the last applied entry.
+func (s *Store) ConsistentIndex() (index, term uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ci, s.term
+}
+
+// Close waits for background compaction to stop.
+func (s *Store) Close() {
+	select {
+	case <-s.stopc:
+	default:
+		close(s.stopc)
+	}
+	s.wg.Wait()
+}
+
+// RangeOptions narrow a read.
+type RangeOptions struct {
+	Limit int64 // 0 for no limit
+	Rev   int64 // 0 for the current revision
+	Count bool  // count only, return no values
+}
+
+// RangeResult is what a read found.
+type RangeResult struct {
+	KVs   []*mvccpb.KeyValue
+	Rev   int64 // the revision read at
+	Count int64 // keys in range, before the limit
+}
+
+// Range reads [key, end) at a revision (see treeIndex.ascend for end).
+func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rangeLocked(key, end, o, s.rev)
+}
+
+func (s *Store) rangeLocked(key, end []byte, o RangeOptions, cur int64) (*RangeResult, error) {
+	rev := o.Rev
+	if rev <= 0 {
+		rev = cur
+	}
+	if rev > cur {
+		return nil, ErrFutureRev
+	}
+	if rev < s.compactRev {
+		return nil, ErrCompacted
+	}
+	res := &RangeResult{Rev: cur}
+	var revs []Revision
+	s.index.ascend(key, end, func(ki *keyIndex) bool {
+		mod, _, _, ok := ki.at(rev)
+		if !ok {
+			return true
+		}
+		res.Count++
+		if !o.Count && (o.Limit <= 0 || int64(len(revs)) < o.Limit) {
+			revs = append(revs, mod)
+		}
+		return true
+	})
+	if o.Count || len(revs) == 0 {
+		return res, nil
+	}
+	var err error
+	res.KVs = make([]*mvccpb.KeyValue, 0, len(revs))
+	s.be.Read(func(tx backend.ReadTx) {
+		for _, r := range revs {
+			v := tx.Get(backend.Key, revKey(r, false))
+			kv := new(mvccpb.KeyValue)
+			if v == nil {
+				err = fmt.Errorf("revision %d.%d is in the index but not in the database", r.Main, r.Sub)
+				return
+			}
+			if err = proto.Unmarshal(v, kv); err != nil {
+				return
+			}
+			res.KVs = append(res.KVs, kv)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("range: %w", err)
+	}
+	return res, nil
+}
+
+// Reader is a consistent view of the store: the applier's write txn, or a
+// read view.
+type Reader interface {
+	Range(key, end []byte, o RangeOptions) (*RangeResult, error)
+	Rev() int64
+}
+
+// Read runs fn with a view that no write changes until fn returns, so a
+// read-only txn sees one revision throughout.
+func (s *Store) Read(fn func(Reader)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(readView{s})
+}
+
+type readView struct{ s *Store }
+
+func (v readView) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
+	return v.s.rangeLocked(key, end, o, v.s.rev)
+}
+
+func (v readView) Rev() int64 { return v.s.rev }

@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/kvd-io/kvd/pkg/server/apply"
+)
+
+var (
+	errStopped  = rpctypes.ErrGRPCStopped
+	errInternal = status.Error(codes.Internal, "kvd: unexpected apply result")
+)
+
+// idGen makes request IDs unique across members and restarts: the top 16
+// bits come from the member ID, the next 40 from the start time in
+// milliseconds, and the low 8 count, carrying into the time bits, which
+// stay ahead of the clock as long as a member makes fewer than 256
+// requests a millisecond on average.
+type idGen struct {
+	prefix uint64
+	next   atomic.Uint64
+}
+
+func (g *idGen) init(memberID uint64) {
+	g.prefix = (memberID & 0xffff) << 48
+	ms := uint64(time.Now().UnixMilli()) & (1<<40 - 1)
+	g.next.Store(ms << 8)
+}
+
+func (g *idGen) id() uint64 {
+	return g.prefix | (g.next.Add(1) & (1<<48 - 1))
+}
+
+// waitRegistry hands apply results to the calls that proposed them.
+type waitRegistry struct {
+	mu sync.Mutex
+	m  map[uint64]chan *apply.Result
+}
+
+func (w *waitRegistry) register(id uint64) chan *apply.Result {
+	ch := make(chan *apply.Result, 1)
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = map[uint64]chan *apply.Result{}
+	}
+	w.m[id] = ch
+	w.mu.Unlock()
+	return ch
+}
+
+func (w *waitRegistry) trigger(id uint64, res *apply.Result) {
+	w.mu.Lock()
+	ch, ok := w.m[id]
+	delete(w.m, id)
+	w.mu.Unlock()
+	if ok {
+		ch <- res
+	}
+}
+
+func (w *waitRegistry) cancel(id uint64) {
+	w.mu.Lock()
+	delete(w.m, id)
+	w.mu.Unlock()
+}
+
+func (w *waitRegistry) failAll(err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for id, ch := range w.m {
+		ch <- &apply.Result{Err: err}
+		delete(w.m, id)
+	}
+}
+
+// requestTimeout bounds how long a proposal may wait to commit and apply,
+// as etcd does: a base plus two election timeouts for a leader change.
+func (s *Server) requestTimeout() time.Duration {
+	return 5*time.Second + 2*s.cfg.ElectionTimeout
+}
+
+// propose replicates r through raft and waits until this member applied
+// it, returning the applier's result.
+func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
+	id := s.ids.id()
+	r.Header = &pb.RequestHeader{ID: id}
+	data, err := proto.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > int(s.cfg.MaxRequestBytes) {
+		return nil, rpctypes.ErrGRPCRequestTooLarge
+	}
+	ch := s.waits.register(id)
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	if err := s.node.Propose(ctx, data); err != nil {
+		s.waits.cancel(id)
+		return nil, s.proposeError(ctx, err)
+	}
+	select {
+	case res := <-ch:
+		return res, nil
+	case <-ctx.Done():
+		// The entry may still commit later; like etcd, the caller only
+		// learns that it did not see the outcome in time.
+		s.waits.cancel(id)
+		return nil, s.proposeError(ctx, ctx.Err())
+	case <-s.stopc:
+		return nil, errStopped
+	}
+}
+
+func (s *Server) proposeError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, context.Canceled) && ctx.Err() == context.Canceled:
+		return rpctypes.ErrGRPCCanceled
+	case s.node.Leader() == 0:
+		return rpctypes.ErrGRPCNoLeader
+	case errors.Is(err, context.DeadlineExceeded):
+		return rpctypes.ErrGRPCTimeout
+	}
+	return err
+}
+
+// proposeKV is propose for the KV requests, whose results carry a typed
+// response or an etcd error.
+func proposeKV[T proto.Message](ctx context.Context, s *Server, r *pb.InternalRaftRequest) (T, error) {
+	var zero T
+	res, err := s.propose(ctx, r)
+	if err != nil {
+		return zero, err
+	}
+	if res.Err != nil {
+		return zero, res.Err
+	}
+	resp, ok := res.Resp.(T)
+	if !ok {
+		return zero, errInternal
+	}
+	return resp, nil
+}

@@ -1,0 +1,345 @@
+// Package raftnode runs a member's go.etcd.io/raft node: it ticks the clock,
+// persists each Ready to the WAL with one fdatasync, hands committed entries
+// to the state machine in order, sends messages to peers, and records raft
+// snapshots so the WAL can be truncated behind them.
+//
+// The package knows nothing of keys or requests: entries are opaque bytes,
+// and the server decides what they mean.
+package raftnode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvd-io/kvd/pkg/server/wal"
+)
+
+// Transport delivers raft messages to other members. A single-member
+// cluster has none.
+type Transport interface {
+	Send(msgs []*raftpb.Message)
+}
+
+// Config describes the raft node of one member.
+type Config struct {
+	// Dir holds the member's wal/ and snap/ folders.
+	Dir string
+	// Metadata is stored in a newly created WAL and returned on restart.
+	Metadata []byte
+
+	TickInterval   time.Duration
+	ElectionTicks  int
+	HeartbeatTicks int
+	Transport      Transport
+	Logger         *slog.Logger
+}
+
+// Committed is a batch of raft output that the state machine applies in
+// order: first the snapshot, if any, then the entries.
+type Committed struct {
+	Snapshot *raftpb.Snapshot
+	Entries  []*raftpb.Entry
+}
+
+// catchUpEntries is how many entries stay in memory behind a snapshot so a
+// follower that lags a little can catch up from the log instead of needing
+// a whole snapshot.
+const catchUpEntries = 5000
+
+// Node is a running raft member.
+type Node struct {
+	cfg      Config
+	lg       *slog.Logger
+	id       uint64
+	raft     raft.Node
+	storage  *raft.MemoryStorage
+	restored *Restored
+
+	diskMu sync.Mutex // the WAL is written by the loop and by Snapshot
+	disk   *disk
+
+	committedc chan Committed
+	readStatec chan raft.ReadState
+
+	running atomic.Bool
+	lead    atomic.Uint64
+	term    atomic.Uint64
+
+	stopOnce sync.Once
+	stopc    chan struct{}
+	donec    chan struct{}
+}
+
+// Open loads the member's raft state from Dir, creating a WAL with
+// cfg.Metadata when there is none. Raft itself starts with Start, once the
+// caller knows the member's identity (from Restored.Metadata on restart).
+func Open(cfg Config) (*Node, *Restored, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.TickInterval <= 0 {
+		return nil, nil, errors.New("raftnode: tick interval must be positive")
+	}
+	storage := raft.NewMemoryStorage()
+	d, restored, err := openDisk(cfg.Dir, cfg.Metadata, storage, cfg.Logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		lg:         cfg.Logger,
+		storage:    storage,
+		restored:   restored,
+		disk:       d,
+		committedc: make(chan Committed, 16),
+		readStatec: make(chan raft.ReadState, 1),
+		stopc:      make(chan struct{}),
+		donec:      make(chan struct{}),
+	}
+	return n, restored, nil
+}
+
+// Start starts raft as member id and the loop that drives it, on a
+// goroutine the Node owns until Stop. peers bootstraps a new cluster and is
+// ignored when the member restarts from its WAL.
+func (n *Node) Start(id uint64, peers []raft.Peer) error {
+	rc := &raft.Config{
+		ID:              id,
+		ElectionTick:    n.cfg.ElectionTicks,
+		HeartbeatTick:   n.cfg.HeartbeatTicks,
+		Storage:         n.storage,
+		MaxSizePerMsg:   1 << 20,
+		MaxInflightMsgs: 512,
+		CheckQuorum:     true,
+		PreVote:         true,
+		Logger:          raftLogger{n.lg},
+	}
+	if snap := n.restored.Snapshot; snap != nil {
+		rc.Applied = snap.GetMetadata().GetIndex()
+	}
+	n.id = id
+	if n.restored.Fresh {
+		if len(peers) == 0 {
+			return errors.New("raftnode: a new member needs its initial peers")
+		}
+		n.raft = raft.StartNode(rc, peers)
+	} else {
+		n.raft = raft.RestartNode(rc)
+	}
+	n.running.Store(true)
+	go n.loop()
+	return nil
+}
+
+// Stop ends the loop, stops raft and closes the WAL. The Committed channel
+// is closed once the loop has exited.
+func (n *Node) Stop() {
+	n.stopOnce.Do(func() {
+		close(n.stopc)
+		if n.running.Load() {
+			<-n.donec
+			n.raft.Stop()
+		} else {
+			close(n.committedc)
+		}
+		n.diskMu.Lock()
+		defer n.diskMu.Unlock()
+		if err := n.disk.close(); err != nil {
+			n.lg.Warn("close wal", "err", err)
+		}
+	})
+}
+
+func (n *Node) loop() {
+	defer close(n.donec)
+	defer close(n.committedc)
+	ticker := time.NewTicker(n.cfg.TickInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+			n.raft.Tick()
+		case rd := <-n.raft.Ready():
+			if err := n.handleReady(rd); err != nil {
+				// A member that cannot persist its log must not go on
+				// acknowledging anything; stopping is the safe answer.
+				n.lg.Error("raft ready failed; stopping raft loop", "err", err)
+				return
+			}
+		case <-n.stopc:
+			return
+		}
+	}
+}
+
+func (n *Node) handleReady(rd raft.Ready) error {
+	if rd.SoftState != nil {
+		n.lead.Store(rd.SoftState.Lead)
+	}
+	if rd.HardState != nil && rd.HardState.Term != nil {
+		n.term.Store(rd.HardState.GetTerm())
+	}
+	if len(rd.ReadStates) > 0 {
+		n.offerReadState(rd.ReadStates[len(rd.ReadStates)-1])
+	}
+	isLeader := n.lead.Load() == n.id
+	// A leader may send before its own fsync (Raft thesis 10.2.1): followers
+	// persist before acknowledging, so commitment still needs a durable
+	// quorum.
+	if isLeader {
+		n.send(rd.Messages)
+	}
+	if err := n.persist(rd); err != nil {
+		return err
+	}
+	if !isLeader {
+		n.send(rd.Messages)
+	}
+	if len(rd.CommittedEntries) > 0 || !raft.IsEmptySnap(rd.Snapshot) {
+		c := Committed{Entries: rd.CommittedEntries}
+		if !raft.IsEmptySnap(rd.Snapshot) {
+			c.Snapshot = rd.Snapshot
+		}
+		select {
+		case n.committedc <- c:
+		case <-n.stopc:
+			return nil
+		}
+	}
+	n.raft.Advance()
+	return nil
+}
+
+// offerReadState hands over the newest read state without ever blocking
+// the raft loop: a stale state still in the channel is replaced, and the
+// reader that wanted it asks again.
+func (n *Node) offerReadState(rs raft.ReadState) {
+	for {
+		select {
+		case n.readStatec <- rs:
+			return
+		default:
+		}
+		select {
+		case <-n.readStatec:
+		default:
+		}
+	}
+}
+
+func (n *Node) persist(rd raft.Ready) error {
+	n.diskMu.Lock()
+	defer n.diskMu.Unlock()
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.disk.snaps.SaveSnap(rd.Snapshot); err != nil {
+			return fmt.Errorf("save snapshot: %w", err)
+		}
+		md := rd.Snapshot.GetMetadata()
+		if err := n.disk.wal.SaveSnapshot(wal.Snapshot{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
+			return fmt.Errorf("record snapshot in wal: %w", err)
+		}
+	}
+	if err := n.disk.wal.Save(rd.HardState, rd.Entries); err != nil {
+		return fmt.Errorf("save %d entries to wal: %w", len(rd.Entries), err)
+	}
+	if !raft.IsEmptySnap(rd.Snapshot) {
+		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
+			return fmt.Errorf("apply snapshot to raft storage: %w", err)
+		}
+	}
+	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
+		if err := n.storage.SetHardState(rd.HardState); err != nil {
+			return fmt.Errorf("set hard state: %w", err)
+		}
+	}
+	if err := n.storage.Append(rd.Entries); err != nil {
+		return fmt.Errorf("append to raft storage: %w", err)
+	}
+	return nil
+}
+
+func (n *Node) send(msgs []*raftpb.Message) {
+	if len(msgs) == 0 || n.cfg.Transport == nil {
+		return
+	}
+	n.cfg.Transport.Send(msgs)
+}
+
+// Committed returns the channel of committed work for the state machine.
+// It is closed when the node stops.
+func (n *Node) Committed() <-chan Committed { return n.committedc }
+
+// ReadStates returns the channel on which ReadIndex answers arrive.
+func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
+
+// Propose asks raft to replicate data. It returns once raft has accepted the
+// proposal, not when it commits.
+func (n *Node) Propose(ctx context.Context, data []byte) error {
+	return n.raft.Propose(ctx, data)
+}
+
+// ReadIndex asks the leader for the commit index that a linearizable read
+// must wait for; the answer comes on ReadStates tagged with rctx.
+func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
+	return n.raft.ReadIndex(ctx, rctx)
+}
+
+// ApplyConfChange tells raft that the state machine applied cc.
+func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
+	return n.raft.ApplyConfChange(cc)
+}
+
+// Step hands a message from a peer to raft.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
+
+// Leader returns the ID of the known leader, or 0.
+func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// Term returns the current raft term as last persisted.
+func (n *Node) Term() uint64 { return n.term.Load() }
+
+// Status returns raft's view of the node.
+func (n *Node) Status() raft.Status { return n.raft.Status() }
+
+// Snapshot records a raft snapshot at index, after the state machine has
+// made everything up to index durable, then drops the log behind it. The
+// snapshot carries no data: kvd's state lives in its own database file,
+// which is what a lagging peer is sent.
+func (n *Node) Snapshot(index uint64, cs *raftpb.ConfState) error {
+	snap, err := n.storage.CreateSnapshot(index, cs, nil)
+	if errors.Is(err, raft.ErrSnapOutOfDate) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("create raft snapshot at %d: %w", index, err)
+	}
+	n.diskMu.Lock()
+	defer n.diskMu.Unlock()
+	if err := n.disk.snaps.SaveSnap(snap); err != nil {
+		return fmt.Errorf("save snapshot at %d: %w", index, err)
+	}
+	md := snap.GetMetadata()
+	if err := n.disk.wal.SaveSnapshot(wal.Snapshot{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
+		return fmt.Errorf("record snapshot %d in wal: %w", index, err)
+	}
+	if err := n.disk.wal.ReleaseLockTo(index); err != nil {
+		return fmt.Errorf("release wal before %d: %w", index, err)
+	}
+	if err := n.disk.snaps.Purge(5); err != nil {
+		n.lg.Warn("purge old snapshots", "err", err)
+	}
+	if index > catchUpEntries {
+		if err := n.storage.Compact(index - catchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact raft log to %d: %w", index-catchUpEntries, err)
+		}
+	}
+	return nil
+}

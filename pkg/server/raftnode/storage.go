@@ -1,0 +1,91 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvd-io/kvd/pkg/server/wal"
+)
+
+// Restored is what a member finds on disk when it starts.
+type Restored struct {
+	// Metadata is what the WAL was created with (member and cluster IDs).
+	Metadata []byte
+	// Snapshot is the newest raft snapshot, or nil.
+	Snapshot *raftpb.Snapshot
+	// HardState is the last persisted raft hard state.
+	HardState *raftpb.HardState
+	// Fresh reports that no WAL existed and a new one was created.
+	Fresh bool
+}
+
+// disk is the durable half of a member's raft state: WAL and snapshot files.
+type disk struct {
+	wal   *wal.WAL
+	snaps *wal.Snapshotter
+}
+
+// WALExists reports whether dir already holds a member's raft log, which is
+// how a restarted member knows to ignore its bootstrap flags.
+func WALExists(dir string) bool { return wal.Exist(filepath.Join(dir, "wal")) }
+
+// openDisk creates or reopens the WAL and snapshot directory under dir and
+// fills storage with what they hold.
+func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog.Logger) (*disk, *Restored, error) {
+	walDir := filepath.Join(dir, "wal")
+	snapDir := filepath.Join(dir, "snap")
+	if err := os.MkdirAll(snapDir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("create snapshot dir %s: %w", snapDir, err)
+	}
+	snaps := wal.NewSnapshotter(snapDir, lg)
+	if !wal.Exist(walDir) {
+		w, err := wal.Create(walDir, metadata, lg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("create wal: %w", err)
+		}
+		return &disk{wal: w, snaps: snaps}, &Restored{Metadata: metadata, Fresh: true}, nil
+	}
+
+	snap, err := snaps.Load()
+	if err != nil && !errors.Is(err, wal.ErrNoSnapshot) {
+		return nil, nil, fmt.Errorf("load snapshot: %w", err)
+	}
+	var at wal.Snapshot
+	if snap != nil {
+		at = wal.Snapshot{Index: snap.GetMetadata().GetIndex(), Term: snap.GetMetadata().GetTerm()}
+	}
+	w, err := wal.Open(walDir, at, lg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open wal: %w", err)
+	}
+	meta, hs, ents, err := w.ReadAll()
+	if err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("read wal: %w", err)
+	}
+	if snap != nil {
+		if err := storage.ApplySnapshot(snap); err != nil {
+			w.Close()
+			return nil, nil, fmt.Errorf("restore snapshot at %d: %w", at.Index, err)
+		}
+	}
+	if hs != nil {
+		if err := storage.SetHardState(hs); err != nil {
+			w.Close()
+			return nil, nil, fmt.Errorf("restore hard state: %w", err)
+		}
+	}
+	if err := storage.Append(ents); err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("restore %d wal entries: %w", len(ents), err)
+	}
+	return &disk{wal: w, snaps: snaps}, &Restored{Metadata: meta, Snapshot: snap, HardState: hs}, nil
+}
+
+func (d *disk) close() error { return d.wal.Close() }

@@ -1,0 +1,167 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+)
+
+// readLoop serves linearizable reads in batches: every read that arrives
+// while a ReadIndex round is in flight waits for the next round, so one
+// round trip to the leader serves all of them.
+type readLoop struct {
+	s     *Server
+	mu    sync.Mutex
+	next  *readBatch
+	wakec chan struct{}
+}
+
+type readBatch struct {
+	done chan struct{}
+	err  error
+}
+
+func newReadLoop(s *Server) *readLoop {
+	return &readLoop{s: s, next: &readBatch{done: make(chan struct{})}, wakec: make(chan struct{}, 1)}
+}
+
+// wait returns once the local state machine has applied everything that
+// was committed when wait was called.
+func (l *readLoop) wait(ctx context.Context) error {
+	l.mu.Lock()
+	b := l.next
+	l.mu.Unlock()
+	select {
+	case l.wakec <- struct{}{}:
+	default:
+	}
+	select {
+	case <-b.done:
+		return b.err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-l.s.stopc:
+		return errStopped
+	}
+}
+
+func (l *readLoop) run(stopc <-chan struct{}) {
+	for {
+		select {
+		case <-l.wakec:
+		case <-stopc:
+			l.mu.Lock()
+			l.next.err = errStopped
+			close(l.next.done)
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Lock()
+		b := l.next
+		l.next = &readBatch{done: make(chan struct{})}
+		l.mu.Unlock()
+		b.err = l.round(stopc)
+		close(b.done)
+	}
+}
+
+// readRetry is how long a ReadIndex request waits for its answer before it
+// is sent again; raft drops such requests silently while, for example, a
+// new leader has not yet committed an entry of its term.
+const readRetry = 500 * time.Millisecond
+
+func (l *readLoop) round(stopc <-chan struct{}) error {
+	s := l.s
+	ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
+	defer cancel()
+	rctx := make([]byte, 8)
+	binary.BigEndian.PutUint64(rctx, s.ids.id())
+	index, err := l.readIndex(ctx, rctx, stopc)
+	if err != nil {
+		return err
+	}
+	return s.applied.wait(ctx, index, stopc)
+}
+
+func (l *readLoop) readIndex(ctx context.Context, rctx []byte, stopc <-chan struct{}) (uint64, error) {
+	s := l.s
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	for {
+		select {
+		case <-retry.C:
+			if err := s.node.ReadIndex(ctx, rctx); err != nil {
+				return 0, s.proposeError(ctx, err)
+			}
+			retry.Reset(readRetry)
+		case rs := <-s.node.ReadStates():
+			if bytes.Equal(rs.RequestCtx, rctx) {
+				return rs.Index, nil
+			}
+		case <-ctx.Done():
+			if s.node.Leader() == 0 {
+				return 0, rpctypes.ErrGRPCNoLeader
+			}
+			return 0, rpctypes.ErrGRPCTimeout
+		case <-stopc:
+			return 0, errStopped
+		}
+	}
+}
+
+// appliedIndex is the index of the last entry the state machine applied,
+// with waiters for it to reach a given index.
+type appliedIndex struct {
+	mu      sync.Mutex
+	index   uint64
+	waiters []appliedWaiter
+}
+
+type appliedWaiter struct {
+	index uint64
+	ch    chan struct{}
+}
+
+func (a *appliedIndex) get() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.index
+}
+
+func (a *appliedIndex) set(i uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.index = i
+	kept := a.waiters[:0]
+	for _, w := range a.waiters {
+		if w.index <= i {
+			close(w.ch)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	a.waiters = kept
+}
+
+func (a *appliedIndex) wait(ctx context.Context, i uint64, stopc <-chan struct{}) error {
+	a.mu.Lock()
+	if a.index >= i {
+		a.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	a.waiters = append(a.waiters, appliedWaiter{index: i, ch: ch})
+	a.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		return rpctypes.ErrGRPCTimeout
+	case <-stopc:
+		return errStopped
+	}
+}

@@ -1,0 +1,355 @@
+// Package server wires one kvd member together: the raft node, the backend
+// database with its MVCC store and applier, the member list, and the client
+// API. It owns start-up and shut-down, and it is where a request becomes a
+// raft proposal and where committed entries are applied in log order.
+package server
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"sync"
+
+	"go.etcd.io/raft/v3"
+
+	"github.com/kvd-io/kvd/pkg/server/api"
+	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/membership"
+	"github.com/kvd-io/kvd/pkg/server/mvcc"
+	"github.com/kvd-io/kvd/pkg/server/raftnode"
+)
+
+// Server is one running kvd member.
+type Server struct {
+	cfg Config
+	lg  *slog.Logger
+
+	be      *backend.Backend
+	store   *mvcc.Store
+	applier *apply.Applier
+	node    *raftnode.Node
+	cluster *membership.Cluster
+
+	ids     idGen
+	waits   waitRegistry
+	applied appliedIndex
+	reads   *readLoop
+
+	// Owned by the apply loop.
+	snapIndex uint64
+	confState confStateHolder
+
+	listeners []net.Listener
+	// peers bootstraps raft on a member's first start.
+	peers []raft.Peer
+
+	stopOnce sync.Once
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+	readyc   chan struct{}
+}
+
+// New opens (or creates) the member's data and starts its raft node. It
+// binds the client listeners, so a port conflict fails here rather than
+// after the member has joined. Call Run to serve, or Close to give up.
+func New(cfg Config) (s *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s = &Server{cfg: cfg, lg: cfg.Logger, stopc: make(chan struct{}), readyc: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			s.closeStorage()
+			s.closeListeners()
+		}
+	}()
+	if err := os.MkdirAll(cfg.memberDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	if err := s.listen(); err != nil {
+		return nil, err
+	}
+	if err := s.openStorage(); err != nil {
+		return nil, err
+	}
+	if err := s.openRaft(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) listen() error {
+	for _, raw := range s.cfg.ListenClientURLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("parse listen client URL %q: %w", raw, err)
+		}
+		if u.Scheme == "https" {
+			return fmt.Errorf("listen client URL %q: TLS is not supported yet", raw)
+		}
+		l, err := net.Listen("tcp", u.Host)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", raw, err)
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	return nil
+}
+
+func (s *Server) openStorage() error {
+	be, err := backend.Open(backend.Config{
+		Path:          s.cfg.dbPath(),
+		BatchInterval: s.cfg.BackendBatchInterval,
+		BatchLimit:    s.cfg.BackendBatchLimit,
+		Logger:        s.lg,
+	})
+	if err != nil {
+		return fmt.Errorf("open backend: %w", err)
+	}
+	s.be = be
+	store, err := mvcc.New(be, s.lg)
+	if err != nil {
+		return fmt.Errorf("open mvcc store: %w", err)
+	}
+	s.store = store
+	s.applier = apply.New(store, s.lg)
+	return nil
+}
+
+// openRaft bootstraps a new member from the initial-* flags, or restarts
+// one from its WAL, in which case those flags are ignored as etcd does.
+func (s *Server) openRaft() error {
+	dir := s.cfg.memberDir()
+	rc := raftnode.Config{
+		Dir:            dir,
+		TickInterval:   s.cfg.HeartbeatInterval,
+		ElectionTicks:  s.cfg.electionTicks(),
+		HeartbeatTicks: 1,
+		Logger:         s.lg,
+	}
+	var (
+		members            []*membership.Member
+		localID, clusterID uint64
+		err                error
+	)
+	fresh := !raftnode.WALExists(dir)
+	if fresh {
+		if members, localID, clusterID, err = s.bootstrapCluster(); err != nil {
+			return err
+		}
+		rc.Metadata = encodeMetadata(localID, clusterID)
+	}
+	node, restored, err := raftnode.Open(rc)
+	if err != nil {
+		return err
+	}
+	s.node = node
+	if !fresh {
+		if localID, clusterID, err = decodeMetadata(restored.Metadata); err != nil {
+			return err
+		}
+		if members, err = loadMembers(s.be); err != nil {
+			return err
+		}
+	}
+	for _, m := range members {
+		if m.ID == localID {
+			// Client URLs are not part of the raft configuration; a
+			// restarted member advertises what its flags say now.
+			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
+		}
+	}
+	s.cluster = membership.NewCluster(clusterID, localID, members)
+	s.ids.init(localID)
+	if snap := restored.Snapshot; snap != nil {
+		s.snapIndex = snap.GetMetadata().GetIndex()
+		s.confState.set(snap.GetMetadata().GetConfState())
+	}
+	ci, _ := s.store.ConsistentIndex()
+	s.applied.set(max(ci, s.snapIndex))
+	if fresh {
+		s.peers = make([]raft.Peer, 0, len(members))
+		for _, m := range members {
+			b, err := m.Marshal()
+			if err != nil {
+				return err
+			}
+			s.peers = append(s.peers, raft.Peer{ID: m.ID, Context: b})
+		}
+	}
+	s.lg.Info("member opened", "name", s.cfg.Name, "id", fmt.Sprintf("%x", localID),
+		"cluster-id", fmt.Sprintf("%x", clusterID), "fresh", fresh, "applied-index", s.applied.get())
+	return nil
+}
+
+func (s *Server) bootstrapCluster() (members []*membership.Member, localID, clusterID uint64, err error) {
+	if s.cfg.InitialClusterState == "existing" {
+		return nil, 0, 0, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet; start a new cluster")
+	}
+	members, err = membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	var self *membership.Member
+	for _, m := range members {
+		if m.Name == s.cfg.Name {
+			self = m
+		}
+	}
+	if self == nil {
+		return nil, 0, 0, fmt.Errorf("--initial-cluster %q has no member named %q (--name)", s.cfg.InitialCluster, s.cfg.Name)
+	}
+	advertised := normalizeURLs(s.cfg.InitialAdvertisePeerURLs)
+	if !slices.Equal(sortedCopy(self.PeerURLs), advertised) {
+		return nil, 0, 0, fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", s.cfg.Name, self.PeerURLs, advertised)
+	}
+	self.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
+	ids := make([]uint64, len(members))
+	for i, m := range members {
+		ids[i] = m.ID
+	}
+	return members, self.ID, membership.ClusterID(ids), nil
+}
+
+func normalizeURLs(raw []string) []string {
+	out := make([]string, 0, len(raw))
+	for _, r := range raw {
+		if u, err := url.Parse(r); err == nil {
+			out = append(out, u.String())
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// The WAL metadata names the member and its cluster, so a restarted member
+// knows who it is without its flags.
+func encodeMetadata(memberID, clusterID uint64) []byte {
+	b := make([]byte, 16)
+	binary.BigEndian.PutUint64(b, memberID)
+	binary.BigEndian.PutUint64(b[8:], clusterID)
+	return b
+}
+
+func decodeMetadata(b []byte) (memberID, clusterID uint64, err error) {
+	if len(b) != 16 {
+		return 0, 0, fmt.Errorf("wal metadata is %d bytes, want 16", len(b))
+	}
+	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
+}
+
+// Run serves clients until ctx is done, then shuts the member down
+// gracefully: listeners close, in-flight requests finish, the raft loop
+// stops and the database commits what was applied.
+func (s *Server) Run(ctx context.Context) error {
+	if err := s.node.Start(s.cluster.LocalID(), s.peers); err != nil {
+		s.stop()
+		return err
+	}
+	s.reads = newReadLoop(s)
+	s.wg.Add(2)
+	go func() { defer s.wg.Done(); s.applyLoop() }()
+	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
+
+	apiCfg := api.Config{
+		KV: s, Maintenance: s, Cluster: s, Header: s,
+		Health:          s.health,
+		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
+		MaxTxnOps:       int(s.cfg.MaxTxnOps),
+		Logger:          s.lg,
+	}
+	gs := api.NewGRPC(apiCfg)
+	h := api.NewHTTP(apiCfg)
+	errc := make(chan error, len(s.listeners))
+	serveCtx, cancel := context.WithCancel(ctx)
+	for _, l := range s.listeners {
+		go func() { errc <- api.Serve(serveCtx, l, gs, h, s.lg) }()
+	}
+	close(s.readyc)
+	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	for range len(s.listeners) - boolToInt(err != nil) {
+		if e := <-errc; e != nil && err == nil {
+			err = e
+		}
+	}
+	s.stop()
+	return err
+}
+
+func boolToInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Ready is closed once the member serves clients.
+func (s *Server) Ready() <-chan struct{} { return s.readyc }
+
+// ClientAddrs returns the bound client listener addresses (useful when a
+// URL asked for port 0).
+func (s *Server) ClientAddrs() []net.Addr {
+	out := make([]net.Addr, len(s.listeners))
+	for i, l := range s.listeners {
+		out[i] = l.Addr()
+	}
+	return out
+}
+
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopc)
+		s.node.Stop()
+		s.wg.Wait()
+		s.waits.failAll(errStopped)
+		s.closeStorage()
+	})
+}
+
+// Close releases a server that was created but never run.
+func (s *Server) Close() {
+	s.closeListeners()
+	if s.node != nil {
+		s.node.Stop()
+	}
+	s.closeStorage()
+}
+
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners {
+		l.Close()
+	}
+}
+
+func (s *Server) closeStorage() {
+	if s.store != nil {
+		s.store.Close()
+		s.store = nil
+	}
+	if s.be != nil {
+		if err := s.be.Close(); err != nil {
+			s.lg.Warn("close backend", "err", err)
+		}
+		s.be = nil
+	}
+}
