@@ -16,10 +16,10 @@ export KVD_ETCDCTL_BIN := $(ETCDCTL)
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pkg/server/... ./pkg/client/...
 
-.PHONY: build run test unit e2e interop bench lint tools clean robustness
+.PHONY: build run test unit e2e interop bench lint tools clean
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/kvd ./cmd/kvctl
+	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build
 	$(BIN)/kvd --data-dir $(DATA_DIR)

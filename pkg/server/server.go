@@ -59,15 +59,14 @@ type Server struct {
 // New opens (or creates) the member's data and starts its raft node. It
 // binds the client listeners, so a port conflict fails here rather than
 // after the member has joined. Call Run to serve, or Close to give up.
-func New(cfg Config) (s *Server, err error) {
+func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s = &Server{cfg: cfg, lg: cfg.Logger, stopc: make(chan struct{}), readyc: make(chan struct{})}
+	s := &Server{cfg: cfg, lg: cfg.Logger, stopc: make(chan struct{}), readyc: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			s.closeStorage()
-			s.closeListeners()
+			s.Close()
 		}
 	}()
 	if err := os.MkdirAll(cfg.memberDir(), 0o700); err != nil {
