@@ -4,6 +4,8 @@ import (
 	"context"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Maintenance is what the Maintenance service needs from a member.
@@ -24,6 +26,18 @@ type maintenanceService struct {
 	pb.UnimplementedMaintenanceServer
 	m   Maintenance
 	hdr Header
+}
+
+// Alarm answers GET with no alarms: kvd raises none yet (space quotas
+// and corruption checks arrive with their own alarms). Raising or clearing
+// an alarm by hand is refused until then.
+func (s *maintenanceService) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	if r.Action != pb.AlarmRequest_GET {
+		return nil, status.Error(codes.Unimplemented, "kvd: alarms cannot be activated or deactivated yet")
+	}
+	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{}}
+	fillHeader(s.hdr, resp.Header, true)
+	return resp, nil
 }
 
 func (s *maintenanceService) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
@@ -51,6 +65,7 @@ func (s *clusterService) MemberList(ctx context.Context, r *pb.MemberListRequest
 		}
 	}
 	resp := &pb.MemberListResponse{Header: &pb.ResponseHeader{}, Members: s.c.Members()}
-	fillHeader(s.hdr, resp.Header, true)
+	// etcd's cluster service leaves the revision out of its headers.
+	fillHeader(s.hdr, resp.Header, false)
 	return resp, nil
 }

@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kvd-io/kvd/tests/framework"
+)
+
+// step is one command line of a behaviour, run with the CLI under test.
+type step struct {
+	args  []string
+	stdin string
+	// mask hides fields that legitimately differ between servers or runs
+	// (versions, sizes, timings, raft indexes) before outputs are compared.
+	mask func(string) string
+}
+
+func cmd(args ...string) step { return step{args: args} }
+
+// behaviours run in order on one fresh server, so revisions line up across
+// every pairing. A later issue adds its commands here and gets every
+// pairing of CLI and server for free.
+var behaviours = []step{
+	cmd("put", "/key1", "value1"),
+	cmd("put", "/key2", "value2"),
+	cmd("put", "/key3", "value3"),
+	cmd("put", "/other", "x y z"),
+	cmd("get", "/key1", "/key3"),
+	cmd("get", "--prefix", "/key", "--limit", "2"),
+	cmd("get", "--from-key", "/key1"),
+	cmd("get", "/key1", "--rev=2"),
+	cmd("get", "/key1", "--print-value-only"),
+	cmd("get", "/key1", "--hex"),
+	cmd("get", "--prefix", "/", "--keys-only"),
+	cmd("get", "--prefix", "/", "--count-only"),
+	cmd("get", "--prefix", "/", "--count-only", "-w", "json"),
+	cmd("get", "--prefix", "/", "--sort-by=MODIFY", "--order=DESCEND"),
+	cmd("get", "--prefix", "/", "--sort-by=VALUE", "--order=ASCEND", "--limit", "3"),
+	cmd("get", "--prefix", "/", "-w", "json"),
+	cmd("get", "/key1", "-w", "fields"),
+	cmd("get", "/key1", "-w", "protobuf"),
+	cmd("get", "--prefix", "/", "-w", "table"),
+	cmd("get", "--prefix", "/", "--stream"),
+	cmd("get", "--prefix", "/", "--stream", "--limit", "2", "-w", "json"),
+	cmd("get", "/", "--prefix", "--consistency=s", "--keys-only"),
+	cmd("get", "/missing"),
+	cmd("put", "/key1", "new", "--prev-kv"),
+	cmd("put", "/key1", "--ignore-value"),
+	cmd("put", "/key1", "v", "-w", "json"),
+	cmd("put", "/key1", "v", "-w", "fields"),
+	cmd("del", "/key3"),
+	cmd("del", "--prev-kv", "/key1"),
+	cmd("del", "/nothing"),
+	{args: []string{"txn"}, stdin: "value(\"/key2\") = \"value2\"\n\nput /key2 changed\nget /key2\n\nput /never x\n\n"},
+	{args: []string{"txn", "-w", "json"}, stdin: "mod(\"/key2\") > \"1000\"\n\nput /never x\n\nget /key2\ndel /other\n\n"},
+	{args: []string{"txn", "-w", "fields"}, stdin: "create(\"/nokey\") = \"0\"\nversion(\"/key2\") != \"5\"\n\nput /t1 a\nput /t2 b\n\n\n"},
+	cmd("del", "--prefix", "/key"),
+	cmd("get", "--prefix", "/"),
+	cmd("compaction", "5"),
+	cmd("compaction", "7", "--physical"),
+	cmd("get", "/key1", "--rev=2"),
+	cmd("compaction", "3"),
+	cmd("get", "/t1", "--rev=1000"),
+	cmd("put", "", "x"),
+	cmd("get"),
+	cmd("put"),
+	cmd("get", "/t1", "--sort-by=BOGUS"),
+	cmd("member", "list"),
+	cmd("member", "list", "-w", "table"),
+	cmd("member", "list", "-w", "json"),
+	{args: []string{"endpoint", "status", "-w", "table"}, mask: maskStatus},
+	{args: []string{"endpoint", "status"}, mask: maskStatus},
+	{args: []string{"endpoint", "health"}, mask: maskTook},
+	{args: []string{"version"}, mask: maskVersion},
+}
+
+var (
+	tookRe    = regexp.MustCompile(`took = [0-9.]+[µmn]?s`)
+	versionRe = regexp.MustCompile(`(?m)^(etcdctl|kvctl) version: \S+$`)
+	// In status output, mask the server version, DB sizes and raft
+	// indexes: etcd replicates extra internal entries (cluster version,
+	// member attributes), so its raft index runs ahead of kvd's.
+	statusRe = regexp.MustCompile(`3\.7\.\d+|\d+(\.\d+)? [kMG]?B|\b\d+\b`)
+	// Table padding follows the width of the masked values; squeeze it.
+	padRe = regexp.MustCompile(`[ ─]+`)
+	// etcd's client library logs retries as JSON lines on stderr; they are
+	// diagnostics with timestamps, not the CLI's output.
+	clientLogRe = regexp.MustCompile(`(?m)^\{"level":.*\n`)
+)
+
+func maskTook(s string) string    { return tookRe.ReplaceAllString(s, "took = X") }
+func maskVersion(s string) string { return versionRe.ReplaceAllString(s, "CLI version: X") }
+func maskStatus(s string) string {
+	return padRe.ReplaceAllString(statusRe.ReplaceAllString(s, "N"), " ")
+}
+
+type outcome struct {
+	stdout, stderr []byte
+	code           int
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", o.code, o.stdout, o.stderr)
+}
+
+// TestCLIBehaviourAllPairings runs the behaviours with etcdctl against
+// etcd (the reference), then kvctl against etcd, etcdctl against kvd and
+// kvctl against kvd, and requires each to match the reference byte for
+// byte after masking.
+func TestCLIBehaviourAllPairings(t *testing.T) {
+	etcd := framework.RequireBin(t, framework.EtcdBin())
+	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
+	kvctl := framework.BuildKvctl(t)
+	kvd := framework.KvdBin(t)
+	clientPort, peerPort := framework.PickPort(t), framework.PickPort(t)
+
+	run := func(cli, server string) []outcome {
+		m := framework.StartMemberAt(t, server, "infra", clientPort, peerPort)
+		defer m.Stop()
+		out := make([]outcome, len(behaviours))
+		for i, st := range behaviours {
+			out[i] = runCLI(t, cli, m.Endpoint, st)
+		}
+		return out
+	}
+	golden := run(etcdctl, etcd)
+	pairings := []struct{ name, cli, server string }{
+		{"kvctl-etcd", kvctl, etcd},
+		{"etcdctl-kvd", etcdctl, kvd},
+		{"kvctl-kvd", kvctl, kvd},
+	}
+	for _, p := range pairings {
+		t.Run(p.name, func(t *testing.T) {
+			got := run(p.cli, p.server)
+			for i, st := range behaviours {
+				want := golden[i]
+				if !bytes.Equal(got[i].stdout, want.stdout) || !bytes.Equal(got[i].stderr, want.stderr) || got[i].code != want.code {
+					t.Errorf("%s %q differs from etcdctl against etcd:\n--- got\n%s\n--- want\n%s", p.name, st.args, got[i], want)
+				}
+			}
+		})
+	}
+}
+
+// runCLI runs one step with a clean environment, so an operator's
+// ETCDCTL_* variables cannot change the outcome.
+func runCLI(t *testing.T, bin, endpoint string, st step) outcome {
+	t.Helper()
+	args := append([]string{"--endpoints", endpoint}, st.args...)
+	c := exec.Command(bin, args...)
+	c.Env = cleanEnv()
+	c.Stdin = strings.NewReader(st.stdin)
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = c.Process.Kill()
+		<-done
+		t.Fatalf("%s %q did not finish in 30s", bin, st.args)
+	}
+	o := outcome{stdout: stdout.Bytes(), stderr: clientLogRe.ReplaceAll(stderr.Bytes(), nil), code: c.ProcessState.ExitCode()}
+	if st.mask != nil {
+		o.stdout = []byte(st.mask(string(o.stdout)))
+		o.stderr = []byte(st.mask(string(o.stderr)))
+	}
+	return o
+}
+
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "ETCDCTL_") && !strings.HasPrefix(kv, "KVCTL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
