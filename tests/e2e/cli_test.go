@@ -72,6 +72,12 @@ var behaviours = []step{
 	cmd("get"),
 	cmd("put"),
 	cmd("get", "/t1", "--sort-by=BOGUS"),
+	// Refused requests change nothing: the last get shows the same revision.
+	{args: []string{"put", "/big"}, stdin: strings.Repeat("x", 1600*1024)},
+	{args: []string{"txn"}, stdin: "\n" + strings.Repeat("put /many x\n", 129) + "\n\n"},
+	{args: []string{"txn"}, stdin: "\nput /dup a\nput /dup b\n\n\n"},
+	{args: []string{"txn"}, stdin: "bogus(\"/x\") = \"1\"\n\n\n\n"},
+	cmd("get", "--prefix", "/", "-w", "json"),
 	cmd("member", "list"),
 	cmd("member", "list", "-w", "table"),
 	cmd("member", "list", "-w", "json"),
