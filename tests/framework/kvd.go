@@ -25,6 +25,10 @@ type Member struct {
 	Endpoint string // host:port of the client URL
 	PeerURL  string
 	Extra    []string
+	// Env is added to the process environment.
+	Env []string
+	// ExitCode is the status of the last process once it has stopped.
+	ExitCode int
 
 	t   testing.TB
 	mu  sync.Mutex
@@ -138,7 +142,16 @@ func startMember(t testing.TB, bin, name string, extra []string) *Member {
 // which lets tests compare their outputs byte for byte.
 func StartMemberAt(t testing.TB, bin, name string, clientPort, peerPort int, extra ...string) *Member {
 	t.Helper()
-	m := &Member{
+	m := NewMemberAt(t, bin, name, clientPort, peerPort, extra...)
+	m.Start()
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// NewMemberAt prepares a member like StartMemberAt without starting it,
+// so a test can set Env first.
+func NewMemberAt(t testing.TB, bin, name string, clientPort, peerPort int, extra ...string) *Member {
+	return &Member{
 		Name:     name,
 		Bin:      bin,
 		DataDir:  filepath.Join(t.TempDir(), name+".data"),
@@ -147,9 +160,6 @@ func StartMemberAt(t testing.TB, bin, name string, clientPort, peerPort int, ext
 		Extra:    extra,
 		t:        t,
 	}
-	m.Start()
-	t.Cleanup(m.Stop)
-	return m
 }
 
 // Args is the member's command line.
@@ -171,6 +181,7 @@ func (m *Member) Start() {
 	m.mu.Lock()
 	m.log = new(lockedBuffer)
 	cmd := exec.Command(m.Bin, m.Args()...)
+	cmd.Env = append(os.Environ(), m.Env...)
 	cmd.Stdout = m.log
 	cmd.Stderr = m.log
 	if err := cmd.Start(); err != nil {
@@ -221,6 +232,7 @@ func (m *Member) signal(sig syscall.Signal) {
 		_ = m.cmd.Process.Kill()
 		<-done
 	}
+	m.ExitCode = m.cmd.ProcessState.ExitCode()
 	m.cmd = nil
 }
 

@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvd-io/kvd/tests/framework"
+)
+
+// TestConfigSources sets kvd's limits from a YAML config file and from
+// KVD_* variables, and checks the precedence flag > env > file by the
+// limits the server then enforces. It also checks that SIGTERM stops kvd
+// cleanly and that a restart keeps the data.
+func TestConfigSources(t *testing.T) {
+	dir := t.TempDir()
+	cfgFile := filepath.Join(dir, "kvd.yaml")
+	yaml := "max-txn-ops: 2\nmax-request-bytes: 2048\nsnapshot-count: 100\n"
+	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m := framework.NewMemberAt(t, framework.KvdBin(t), "cfg", framework.PickPort(t), framework.PickPort(t),
+		"--config-file", cfgFile, "--max-request-bytes", "8192")
+	m.Env = []string{"KVD_MAX_TXN_OPS=3", "KVD_MAX_REQUEST_BYTES=1024"}
+	m.Start()
+	t.Cleanup(m.Stop)
+
+	c := newClientv3(t, m.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ops := func(n int) error {
+		var puts []clientv3.Op
+		for i := range n {
+			puts = append(puts, clientv3.OpPut(fmt.Sprintf("k%d", i), "v"))
+		}
+		_, err := c.Txn(ctx).Then(puts...).Commit()
+		return err
+	}
+	// The env (3) beats the file (2) for --max-txn-ops.
+	if err := ops(3); err != nil {
+		t.Fatalf("3 ops with KVD_MAX_TXN_OPS=3: %v", err)
+	}
+	if err := ops(4); !errors.Is(rpctypes.Error(err), rpctypes.ErrTooManyOps) {
+		t.Fatalf("4 ops: %v", err)
+	}
+	// The flag (8192) beats the env (1024) and the file (2048).
+	if _, err := c.Put(ctx, "mid", string(make([]byte, 4000))); err != nil {
+		t.Fatalf("4000-byte put under an 8192-byte limit: %v", err)
+	}
+	if _, err := c.Put(ctx, "big", string(make([]byte, 9000))); !errors.Is(rpctypes.Error(err), rpctypes.ErrRequestTooLarge) {
+		t.Fatalf("9000-byte put: %v", err)
+	}
+
+	m.Stop()
+	if m.ExitCode != 0 {
+		t.Fatalf("kvd exited %d on SIGTERM; log:\n%s", m.ExitCode, m.Log())
+	}
+	m.Start()
+	c2 := newClientv3(t, m.Endpoint)
+	resp, err := c2.Get(ctx, "mid")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("after graceful restart: %v %v", resp, err)
+	}
+}
