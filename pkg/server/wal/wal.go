@@ -46,6 +46,7 @@ type WAL struct {
 	buf   []byte
 	marsh proto.MarshalOptions
 	segs  []segment
+	syncs int // fdatasyncs so far, for tests
 }
 
 type segment struct {
@@ -251,12 +252,16 @@ func repairTail(path string, off int64) error {
 	return f.Sync()
 }
 
-// Save appends a hard state and entries with one write and one fdatasync.
+// Save appends a hard state and entries with one write. It fdatasyncs
+// only when raft needs durability: new entries, or a new term or vote. A
+// hard state that only advanced the commit index is written but not
+// synced, since raft recomputes a lost commit index from its peers.
 func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	hsChanged := hs != nil && !raft.IsEmptyHardState(hs) && (w.hs == nil || !proto.Equal(hs, w.hs))
 	if !hsChanged && len(ents) == 0 {
 		return nil
 	}
+	mustSync := len(ents) > 0 || (hsChanged && (w.hs == nil || hs.GetTerm() != w.hs.GetTerm() || hs.GetVote() != w.hs.GetVote()))
 	w.buf = w.buf[:0]
 	var err error
 	for _, e := range ents {
@@ -273,7 +278,7 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	if len(ents) > 0 {
 		w.last = ents[len(ents)-1].GetIndex()
 	}
-	return w.write(w.buf)
+	return w.write(w.buf, mustSync)
 }
 
 func (w *WAL) appendMessage(buf []byte, typ byte, m proto.Message) ([]byte, error) {
@@ -286,10 +291,10 @@ func (w *WAL) appendMessage(buf []byte, typ byte, m proto.Message) ([]byte, erro
 
 // SaveSnapshot records that a snapshot at s exists, durably.
 func (w *WAL) SaveSnapshot(s Snapshot) error {
-	return w.write(appendRecord(nil, typeSnapshot, encodeSnapshot(s)))
+	return w.write(appendRecord(nil, typeSnapshot, encodeSnapshot(s)), true)
 }
 
-func (w *WAL) write(b []byte) error {
+func (w *WAL) write(b []byte, sync bool) error {
 	if w.off+int64(len(b)) > SegmentSize && w.off > 0 {
 		if err := w.cut(w.last + 1); err != nil {
 			return err
@@ -299,6 +304,10 @@ func (w *WAL) write(b []byte) error {
 		return fmt.Errorf("write wal %s: %w", w.f.Name(), err)
 	}
 	w.off += int64(len(b))
+	if !sync {
+		return nil
+	}
+	w.syncs++
 	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
 		return fmt.Errorf("sync wal %s: %w", w.f.Name(), err)
 	}

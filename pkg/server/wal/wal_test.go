@@ -265,3 +265,35 @@ func BenchmarkSave(b *testing.B) {
 		}
 	}
 }
+
+// TestSyncOnlyWhenRaftNeedsIt: entries and term or vote changes must be
+// durable before raft acts on them; a commit index alone need not be.
+func TestSyncOnlyWhenRaftNeedsIt(t *testing.T) {
+	w, err := Create(filepath.Join(t.TempDir(), "wal"), nil, nil)
+	must(t, err)
+	defer w.Close()
+	vote := func(term, vote, commit uint64) *raftpb.HardState {
+		return &raftpb.HardState{Term: &term, Vote: &vote, Commit: &commit}
+	}
+	steps := []struct {
+		name string
+		hs   *raftpb.HardState
+		ents []*raftpb.Entry
+		sync bool
+	}{
+		{"first hard state", vote(1, 1, 0), nil, true},
+		{"entries", nil, []*raftpb.Entry{entry(1, 1, "a")}, true},
+		{"commit index only", vote(1, 1, 1), nil, false},
+		{"unchanged hard state", vote(1, 1, 1), nil, false},
+		{"new term", vote(2, 0, 1), nil, true},
+		{"new vote", vote(2, 3, 1), nil, true},
+		{"entries with commit", vote(2, 3, 2), []*raftpb.Entry{entry(2, 2, "b")}, true},
+	}
+	for _, st := range steps {
+		before := w.syncs
+		must(t, w.Save(st.hs, st.ents))
+		if synced := w.syncs > before; synced != st.sync {
+			t.Errorf("%s: synced %v, want %v", st.name, synced, st.sync)
+		}
+	}
+}
