@@ -11,10 +11,6 @@ import (
 // change inside it the next Sub.
 type Revision struct{ Main, Sub int64 }
 
-func (a Revision) less(b Revision) bool {
-	return a.Main < b.Main || (a.Main == b.Main && a.Sub < b.Sub)
-}
-
 // revKeyLen is the size of a revision as a database key: Main, '_', Sub,
 // all big-endian so byte order is revision order. A tombstone adds 't'.
 const revKeyLen = 17
