@@ -35,13 +35,8 @@ func newMemberCommand(g *globals) *cobra.Command {
 
 func (p printer) memberList(r *pb.MemberListResponse) error {
 	switch p.format {
-	case "simple":
-		_, rows := memberRows(r)
-		for _, row := range rows {
-			fmt.Fprintln(p.out(), joinRow(row))
-		}
-	case "table":
-		p.table(memberRows(r))
+	case "simple", "table":
+		p.rows(memberRows(r))
 	case "fields":
 		p.fieldsHeader(r.Header)
 		for _, m := range r.Members {
@@ -69,17 +64,6 @@ func (p printer) memberList(r *pb.MemberListResponse) error {
 		return p.message(r)
 	}
 	return nil
-}
-
-func joinRow(row []string) string {
-	s := ""
-	for i, c := range row {
-		if i > 0 {
-			s += ", "
-		}
-		s += c
-	}
-	return s
 }
 
 type hexHeader struct {
@@ -188,13 +172,8 @@ func endpointStatus(g *globals, c *client.Client, p printer, cluster bool) error
 
 func (p printer) endpointStatus(list []epStatus) error {
 	switch p.format {
-	case "simple":
-		_, rows := statusRows(list)
-		for _, row := range rows {
-			fmt.Fprintln(p.out(), joinRow(row))
-		}
-	case "table":
-		p.table(statusRows(list))
+	case "simple", "table":
+		p.rows(statusRows(list))
 	case "json":
 		return p.json(list)
 	case "fields":

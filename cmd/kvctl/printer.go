@@ -251,6 +251,18 @@ func txnJSON(r *pb.TxnResponse) *txnJSONResp {
 	return out
 }
 
+// rows prints a table-shaped result: comma-separated lines in the simple
+// format, a drawn table in the table format.
+func (p printer) rows(hdr []string, rows [][]string) {
+	if p.format != "table" {
+		for _, row := range rows {
+			fmt.Fprintln(p.out(), strings.Join(row, ", "))
+		}
+		return
+	}
+	p.table(hdr, rows)
+}
+
 func (p printer) table(hdr []string, rows [][]string) {
 	cfg := tablewriter.NewConfigBuilder().WithRowAlignment(tw.AlignRight)
 	t := tablewriter.NewTable(p.out(), tablewriter.WithConfig(cfg.Build()))

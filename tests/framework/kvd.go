@@ -54,27 +54,14 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var (
-	kvdOnce sync.Once
-	kvdBin  string
-	kvdErr  error
-)
-
 // KvdBin returns the kvd binary: $KVD_BIN when set, bin/kvd when make
 // built it, otherwise one built once per test process.
 func KvdBin(t testing.TB) string {
 	t.Helper()
-	kvdOnce.Do(func() {
-		if b := os.Getenv("KVD_BIN"); b != "" {
-			kvdBin = b
-			return
-		}
-		kvdBin, kvdErr = binary("kvd")
-	})
-	if kvdErr != nil {
-		t.Fatal(kvdErr)
+	if b := os.Getenv("KVD_BIN"); b != "" {
+		return b
 	}
-	return kvdBin
+	return ourBinary(t, "kvd")
 }
 
 func goBuild(out, pkg string) error {

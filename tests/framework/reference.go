@@ -21,21 +21,36 @@ func envOr(key, def string) string {
 	return def
 }
 
-var (
-	kvctlOnce sync.Once
-	kvctlPath string
-	kvctlErr  error
-)
-
 // BuildKvctl returns the kvctl binary: bin/kvctl when make built it,
 // otherwise one built once per test process.
-func BuildKvctl(t testing.TB) string {
+func BuildKvctl(t testing.TB) string { return ourBinary(t, "kvctl") }
+
+type builtBinary struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+var (
+	builtMu sync.Mutex
+	built   = map[string]*builtBinary{}
+)
+
+// ourBinary finds or builds cmd/<name> once per test process.
+func ourBinary(t testing.TB, name string) string {
 	t.Helper()
-	kvctlOnce.Do(func() { kvctlPath, kvctlErr = binary("kvctl") })
-	if kvctlErr != nil {
-		t.Fatal(kvctlErr)
+	builtMu.Lock()
+	b, ok := built[name]
+	if !ok {
+		b = &builtBinary{}
+		built[name] = b
 	}
-	return kvctlPath
+	builtMu.Unlock()
+	b.once.Do(func() { b.path, b.err = binary(name) })
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return b.path
 }
 
 // binary finds bin/<name> or builds cmd/<name> into a temp dir.
