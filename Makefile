@@ -42,7 +42,7 @@ e2e: build tools
 # The interop pairings (etcdctl against kvd, kvctl against etcd) run as part
 # of the e2e suite; this target runs only them.
 interop: build tools
-	$(GO) test -count=1 -timeout 10m -run 'Interop|Etcdctl|Etcd' ./tests/...
+	$(GO) test -count=1 -timeout 10m -run 'CLIBehaviour|Clientv3Conformance|ClientLibrary' ./tests/...
 
 bench: build tools
 	./scripts/bench.sh
