@@ -46,8 +46,8 @@ func loadMembers(be *backend.Backend) ([]*membership.Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load members: %w", err)
 	}
-	if len(members) == 0 {
-		return nil, fmt.Errorf("load members: the database lists none; the data dir is incomplete")
-	}
+	// None may be listed yet when the member crashed before the database
+	// first committed: the conf changes that add them are then still in
+	// the WAL above the consistent index, and replay adds them again.
 	return members, nil
 }

@@ -53,6 +53,11 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 					t.Fatalf("%s = %q at rev %d, acknowledged %q at rev %d", p.key, kv.Value, kv.ModRevision, p.value, p.rev)
 				}
 			}
+			// The member knows itself again, even when it died before its
+			// membership record reached the database.
+			if ml, err := c.MemberList(ctx); err != nil || len(ml.Members) != 1 || ml.Members[0].Name != m.Name {
+				t.Fatalf("member list after restart: %v %v", ml, err)
+			}
 			// The restarted member keeps taking writes at later revisions.
 			resp, err := c.Put(ctx, "after-restart", "x")
 			if err != nil {
