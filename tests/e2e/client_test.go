@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -68,7 +69,7 @@ func TestClientLibrary(t *testing.T) {
 				t.Fatalf("member list: %v %v", ml, err)
 			}
 			st, err := c.Status(ctx, m.Endpoint)
-			if err != nil || st.Leader != ml.Members[0].ID {
+			if err != nil || st.Leader != ml.Members[0].ID || !strings.HasPrefix(st.Version, "3.7.") {
 				t.Fatalf("status: %v %v", st, err)
 			}
 		})

@@ -2,16 +2,21 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/kvd-io/kvd/pkg/version"
 	"github.com/kvd-io/kvd/tests/framework"
 )
 
@@ -58,6 +63,7 @@ func TestConfigSources(t *testing.T) {
 		t.Fatalf("9000-byte put: %v", err)
 	}
 
+	checkVersions(t, m)
 	m.Stop()
 	if m.ExitCode != 0 {
 		t.Fatalf("kvd exited %d on SIGTERM; log:\n%s", m.ExitCode, m.Log())
@@ -67,5 +73,26 @@ func TestConfigSources(t *testing.T) {
 	resp, err := c2.Get(ctx, "mid")
 	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("after graceful restart: %v %v", resp, err)
+	}
+}
+
+// checkVersions: /version and kvd --version name both the etcd API level
+// kvd answers as and kvd's own release.
+func checkVersions(t *testing.T, m *framework.Member) {
+	resp, err := http.Get("http://" + m.Endpoint + "/version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v["etcdserver"], "3.7.") || v["kvd"] != version.Version {
+		t.Fatalf("/version = %v", v)
+	}
+	out, err := exec.Command(m.Bin, "--version").Output()
+	if err != nil || !strings.Contains(string(out), "kvd Version: "+version.Version) || !strings.Contains(string(out), "etcd API Version: 3.7") {
+		t.Fatalf("kvd --version: %q %v", out, err)
 	}
 }

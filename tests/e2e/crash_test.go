@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -65,6 +66,12 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 			}
 			if last := maxRev(acked); resp.Header.Revision <= last {
 				t.Fatalf("put after restart got rev %d, not above acknowledged rev %d", resp.Header.Revision, last)
+			}
+			if tc.name == "frequent-snapshots" {
+				snaps, _ := filepath.Glob(filepath.Join(m.DataDir, "member", "snap", "*.snap"))
+				if len(snaps) == 0 {
+					t.Fatalf("no raft snapshot after %d puts with --snapshot-count 50", len(acked))
+				}
 			}
 			t.Logf("%d acknowledged puts survived kill -9", len(acked))
 		})

@@ -211,6 +211,17 @@ func TestReleaseAndReopenFromSnapshot(t *testing.T) {
 	}
 }
 
+func TestSegmentsArePreallocated(t *testing.T) {
+	smallSegments(t, 1<<16)
+	dir := filepath.Join(t.TempDir(), "wal")
+	writeLog(t, dir, 3, 1)
+	st, err := os.Stat(lastSegment(t, dir))
+	must(t, err)
+	if st.Size() != SegmentSize {
+		t.Fatalf("segment is %d bytes, want preallocated %d", st.Size(), SegmentSize)
+	}
+}
+
 func TestSecondOpenIsRefused(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "wal")
 	w, err := Create(dir, nil, nil)
