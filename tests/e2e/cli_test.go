@@ -59,6 +59,7 @@ var behaviours = []step{
 	cmd("del", "--prev-kv", "/key1"),
 	cmd("del", "/nothing"),
 	{args: []string{"txn"}, stdin: "value(\"/key2\") = \"value2\"\n\nput /key2 changed\nget /key2\n\nput /never x\n\n"},
+	{args: []string{"txn", "-i"}, stdin: "version(\"/key2\") > \"0\"\n\nget /key2\n\n\n"},
 	{args: []string{"txn", "-w", "json"}, stdin: "mod(\"/key2\") > \"1000\"\n\nput /never x\n\nget /key2\ndel /other\n\n"},
 	{args: []string{"txn", "-w", "fields"}, stdin: "create(\"/nokey\") = \"0\"\nversion(\"/key2\") != \"5\"\n\nput /t1 a\nput /t2 b\n\n\n"},
 	cmd("del", "--prefix", "/key"),
