@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"slices"
 	"sync"
+	"time"
 
 	"go.etcd.io/raft/v3"
 
@@ -46,7 +48,9 @@ type Server struct {
 	snapIndex uint64
 	confState confStateHolder
 
-	listeners []net.Listener
+	listeners     []net.Listener
+	peerListeners []net.Listener
+	transport     *raftnode.HTTPTransport
 	// peers bootstraps raft on a member's first start.
 	peers []raft.Peer
 
@@ -85,21 +89,36 @@ func New(cfg Config) (_ *Server, err error) {
 }
 
 func (s *Server) listen() error {
+	for _, raw := range s.cfg.ListenPeerURLs {
+		l, err := listenURL(raw)
+		if err != nil {
+			return fmt.Errorf("peer %w", err)
+		}
+		s.peerListeners = append(s.peerListeners, l)
+	}
 	for _, raw := range s.cfg.ListenClientURLs {
-		u, err := url.Parse(raw)
+		l, err := listenURL(raw)
 		if err != nil {
-			return fmt.Errorf("parse listen client URL %q: %w", raw, err)
-		}
-		if u.Scheme == "https" {
-			return fmt.Errorf("listen client URL %q: TLS is not supported yet", raw)
-		}
-		l, err := net.Listen("tcp", u.Host)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", raw, err)
+			return fmt.Errorf("client %w", err)
 		}
 		s.listeners = append(s.listeners, l)
 	}
 	return nil
+}
+
+func listenURL(raw string) (net.Listener, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("parse listen URL %q: %w", raw, err)
+	}
+	if u.Scheme == "https" {
+		return nil, fmt.Errorf("listen URL %q: TLS is not supported yet", raw)
+	}
+	l, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", raw, err)
+	}
+	return l, nil
 }
 
 func (s *Server) openStorage() error {
@@ -167,6 +186,14 @@ func (s *Server) openRaft() error {
 	}
 	s.cluster = membership.NewCluster(clusterID, localID, members)
 	s.ids.init(localID)
+	s.transport = raftnode.NewHTTPTransport(clusterID, s.lg)
+	s.transport.SetNode(node)
+	for _, m := range members {
+		if m.ID != localID {
+			s.transport.AddPeer(m.ID, m.PeerURLs)
+		}
+	}
+	node.SetTransport(s.transport)
 	if snap := restored.Snapshot; snap != nil {
 		s.snapIndex = snap.GetMetadata().GetIndex()
 		s.confState.set(snap.GetMetadata().GetConfState())
@@ -277,6 +304,14 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, l := range s.listeners {
 		go func() { errc <- api.Serve(serveCtx, l, gs, h, s.lg) }()
 	}
+	peerMux := http.NewServeMux()
+	peerMux.Handle(raftnode.RaftPath, s.transport)
+	peerSrv := &http.Server{Handler: peerMux, ReadHeaderTimeout: 10 * time.Second}
+	for _, l := range s.peerListeners {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = peerSrv.Serve(l) }()
+	}
+	defer peerSrv.Close()
 	close(s.readyc)
 	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
 
@@ -286,6 +321,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case err = <-errc:
 	}
 	cancel()
+	peerSrv.Close()
 	for range len(s.listeners) - boolToInt(err != nil) {
 		if e := <-errc; e != nil && err == nil {
 			err = e
@@ -319,6 +355,7 @@ func (s *Server) stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopc)
 		s.node.Stop()
+		s.transport.Stop()
 		s.wg.Wait()
 		s.waits.failAll(errStopped)
 		s.closeStorage()
@@ -331,11 +368,14 @@ func (s *Server) Close() {
 	if s.node != nil {
 		s.node.Stop()
 	}
+	if s.transport != nil {
+		s.transport.Stop()
+	}
 	s.closeStorage()
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range s.listeners {
+	for _, l := range append(s.listeners, s.peerListeners...) {
 		l.Close()
 	}
 }

@@ -25,6 +25,8 @@ type Member struct {
 	Endpoint string // host:port of the client URL
 	PeerURL  string
 	Extra    []string
+	// Cluster is the --initial-cluster value; empty for a single member.
+	Cluster string
 	// Env is added to the process environment.
 	Env []string
 	// ExitCode is the status of the last process once it has stopped.
@@ -156,14 +158,29 @@ func (m *Member) Args() []string {
 		"--name", m.Name, "--data-dir", m.DataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
-		"--initial-cluster", m.Name + "=" + m.PeerURL,
+		"--initial-cluster", m.initialCluster(),
 		"--log-level", "warn",
 	}
 	return append(args, m.Extra...)
 }
 
+func (m *Member) initialCluster() string {
+	if m.Cluster != "" {
+		return m.Cluster
+	}
+	return m.Name + "=" + m.PeerURL
+}
+
 // Start (re)starts the process and waits until it serves /health.
 func (m *Member) Start() {
+	m.t.Helper()
+	m.Launch()
+	m.WaitHealthy(20 * time.Second)
+}
+
+// Launch starts the process without waiting for it to be healthy, which a
+// member of a new cluster cannot be until a quorum has started.
+func (m *Member) Launch() {
 	m.t.Helper()
 	m.mu.Lock()
 	m.log = new(lockedBuffer)
@@ -177,7 +194,6 @@ func (m *Member) Start() {
 	}
 	m.cmd = cmd
 	m.mu.Unlock()
-	m.WaitHealthy(20 * time.Second)
 }
 
 // WaitHealthy waits until /health answers true.
@@ -231,4 +247,29 @@ func (m *Member) Log() string {
 		return ""
 	}
 	return m.log.String()
+}
+
+// StartKvdCluster starts n kvd members forming one new cluster on
+// 127.0.0.1 ports and waits until every one is healthy.
+func StartKvdCluster(t testing.TB, n int, extra ...string) []*Member {
+	t.Helper()
+	bin := KvdBin(t)
+	ms := make([]*Member, n)
+	cluster := ""
+	for i := range ms {
+		ms[i] = NewMemberAt(t, bin, fmt.Sprintf("m%d", i+1), PickPort(t), PickPort(t), extra...)
+		if i > 0 {
+			cluster += ","
+		}
+		cluster += ms[i].Name + "=" + ms[i].PeerURL
+	}
+	for _, m := range ms {
+		m.Cluster = cluster
+		m.Launch()
+		t.Cleanup(m.Stop)
+	}
+	for _, m := range ms {
+		m.WaitHealthy(30 * time.Second)
+	}
+	return ms
 }

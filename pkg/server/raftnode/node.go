@@ -297,6 +297,16 @@ func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
 	return n.raft.ApplyConfChange(cc)
 }
 
+// SetTransport names how messages reach peers; call it before Start.
+func (n *Node) SetTransport(t Transport) { n.cfg.Transport = t }
+
+// ReportUnreachable tells raft a peer could not be reached, so it stops
+// streaming to it optimistically.
+func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
+
+// ReportSnapshot tells raft how sending a snapshot to a peer went.
+func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) { n.raft.ReportSnapshot(id, st) }
+
 // Step hands a message from a peer to raft.
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
 
