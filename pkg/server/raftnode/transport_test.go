@@ -1,0 +1,101 @@
+package raftnode
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+)
+
+// recorder is the receiving side's raft node as the transport sees it.
+type recorder struct {
+	mu          sync.Mutex
+	stepped     []*raftpb.Message
+	unreachable []uint64
+}
+
+func (r *recorder) Step(_ context.Context, m *raftpb.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stepped = append(r.stepped, m)
+	return nil
+}
+
+func (r *recorder) ReportUnreachable(id uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unreachable = append(r.unreachable, id)
+}
+
+func (r *recorder) ReportSnapshot(uint64, raft.SnapshotStatus) {}
+
+func (r *recorder) counts() (stepped, unreachable int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.stepped), len(r.unreachable)
+}
+
+func msg(to uint64, index uint64) *raftpb.Message {
+	return &raftpb.Message{To: &to, Type: raftpb.MessageType_MsgHeartbeat.Enum(), Commit: &index}
+}
+
+func eventually(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestTransportDeliversWithinTheClusterOnly(t *testing.T) {
+	lg := slog.New(slog.DiscardHandler)
+	receiver := &recorder{}
+	recvT := NewHTTPTransport(7, lg)
+	recvT.SetNode(receiver)
+	srv := httptest.NewServer(recvT)
+	defer srv.Close()
+
+	for _, tc := range []struct {
+		name      string
+		clusterID uint64
+		delivered bool
+	}{
+		{"same cluster", 7, true},
+		{"other cluster", 8, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sender := &recorder{}
+			tr := NewHTTPTransport(tc.clusterID, lg)
+			tr.SetNode(sender)
+			tr.AddPeer(2, []string{srv.URL})
+			defer tr.Stop()
+			before, _ := receiver.counts()
+			tr.Send([]*raftpb.Message{msg(2, 1), msg(2, 2), msg(3, 1)})
+			if tc.delivered {
+				eventually(t, "delivery", func() bool { n, _ := receiver.counts(); return n == before+2 })
+				return
+			}
+			eventually(t, "unreachable report", func() bool { _, u := sender.counts(); return u > 0 })
+			if n, _ := receiver.counts(); n != before {
+				t.Fatalf("%d messages from another cluster were stepped", n-before)
+			}
+		})
+	}
+	resp, err := http.Get(srv.URL + RaftPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET %s: %s", RaftPath, resp.Status)
+	}
+}
