@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -36,7 +35,6 @@ type Config struct {
 	DialKeepAliveTimeout time.Duration
 	MaxCallSendMsgSize   int
 	MaxCallRecvMsgSize   int
-	Logger               *slog.Logger
 }
 
 // Client is a connection to a cluster. It is safe for concurrent use.
@@ -55,9 +53,6 @@ type Client struct {
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
 		return nil, errors.New("client: no endpoints given")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	c := &Client{cfg: cfg, resolver: manual.NewBuilderWithScheme("kvd-endpoints")}
 	if err := c.setResolverState(cfg.Endpoints); err != nil {
@@ -157,16 +152,15 @@ func (c *Client) Close() error { return c.conn.Close() }
 // safeMethods are the calls that change nothing, so repeating them on
 // another endpoint after a failure cannot apply anything twice.
 var safeMethods = map[string]bool{
-	"/etcdserverpb.KV/Range":               true,
-	"/etcdserverpb.Cluster/MemberList":     true,
-	"/etcdserverpb.Maintenance/Status":     true,
-	"/etcdserverpb.Maintenance/HashKV":     true,
-	"/etcdserverpb.Maintenance/AlarmList":  true,
-	"/etcdserverpb.Maintenance/Hash":       true,
-	"/etcdserverpb.Auth/AuthStatus":        true,
-	"/etcdserverpb.Lease/LeaseTimeToLive":  true,
-	"/etcdserverpb.Lease/LeaseLeases":      true,
-	"/etcdserverpb.Maintenance/Defragment": false,
+	"/etcdserverpb.KV/Range":              true,
+	"/etcdserverpb.Cluster/MemberList":    true,
+	"/etcdserverpb.Maintenance/Status":    true,
+	"/etcdserverpb.Maintenance/HashKV":    true,
+	"/etcdserverpb.Maintenance/AlarmList": true,
+	"/etcdserverpb.Maintenance/Hash":      true,
+	"/etcdserverpb.Auth/AuthStatus":       true,
+	"/etcdserverpb.Lease/LeaseTimeToLive": true,
+	"/etcdserverpb.Lease/LeaseLeases":     true,
 }
 
 // retrySafeCalls repeats a safe call that failed with Unavailable (the

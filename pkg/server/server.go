@@ -295,7 +295,6 @@ func (s *Server) Run(ctx context.Context) error {
 		Health:          s.health,
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
 		MaxTxnOps:       int(s.cfg.MaxTxnOps),
-		Logger:          s.lg,
 	}
 	gs := api.NewGRPC(apiCfg)
 	h := api.NewHTTP(apiCfg)
@@ -340,16 +339,6 @@ func boolToInt(b bool) int {
 
 // Ready is closed once the member serves clients.
 func (s *Server) Ready() <-chan struct{} { return s.readyc }
-
-// ClientAddrs returns the bound client listener addresses (useful when a
-// URL asked for port 0).
-func (s *Server) ClientAddrs() []net.Addr {
-	out := make([]net.Addr, len(s.listeners))
-	for i, l := range s.listeners {
-		out[i] = l.Addr()
-	}
-	return out
-}
 
 func (s *Server) stop() {
 	s.stopOnce.Do(func() {

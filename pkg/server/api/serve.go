@@ -33,7 +33,6 @@ type Config struct {
 	// etcd's error instead of a transport one.
 	MaxRequestBytes int
 	MaxTxnOps       int
-	Logger          *slog.Logger
 }
 
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.

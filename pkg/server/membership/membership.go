@@ -192,12 +192,3 @@ func (c *Cluster) Remove(id uint64) {
 	defer c.mu.Unlock()
 	delete(c.members, id)
 }
-
-// SetClientURLs records the client URLs a member advertises.
-func (c *Cluster) SetClientURLs(id uint64, urls []string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if m, ok := c.members[id]; ok {
-		m.ClientURLs = slices.Clone(urls)
-	}
-}
