@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -15,46 +12,47 @@ import (
 	"github.com/kvd-io/kvd/pkg/client"
 )
 
+// The put, get and del flags live in structs of their own because txn
+// parses its request lines with the same flags.
+
 type putFlags struct {
-	lease                        string
-	prevKV, ignoreVal, ignoreLse bool
+	lease                          string
+	prevKV, ignoreValue, ignoreLse bool
 }
 
 func (f *putFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.lease, "lease", "0", "lease ID (in hexadecimal) to attach to the key")
-	cmd.Flags().BoolVar(&f.prevKV, "prev-kv", false, "return the previous key-value pair before modification")
-	cmd.Flags().BoolVar(&f.ignoreVal, "ignore-value", false, "updates the key using its current value")
-	cmd.Flags().BoolVar(&f.ignoreLse, "ignore-lease", false, "updates the key using its current lease")
+	fs := cmd.Flags()
+	fs.StringVar(&f.lease, "lease", "0", "attach the key to this lease (ID in hex)")
+	fs.BoolVar(&f.prevKV, "prev-kv", false, "also print the key-value pair the put replaced")
+	fs.BoolVar(&f.ignoreValue, "ignore-value", false, "keep the key's current value (give no value)")
+	fs.BoolVar(&f.ignoreLse, "ignore-lease", false, "keep the key's current lease")
 }
 
 const putUsage = "put command needs 1 argument and input from stdin or 2 arguments"
 
-// parse turns put arguments into key, value and options; stdin supplies
-// the value when only the key is given.
+// parse turns put arguments into key, value and options; stdin gives the
+// value when only the key is on the command line.
 func (f *putFlags) parse(args []string, stdin io.Reader) (key, value string, opts []client.OpOption, err error) {
 	if len(args) == 0 {
 		return "", "", nil, fail(exitBadArgs, putUsage)
 	}
-	if f.ignoreVal && len(args) > 1 {
+	if f.ignoreValue && len(args) > 1 {
 		return "", "", nil, fail(exitBadArgs, "put command needs only 1 argument when 'ignore-value' is set")
 	}
-	if !f.ignoreVal {
-		switch {
-		case len(args) > 1:
+	if !f.ignoreValue {
+		if len(args) > 1 {
 			value = args[1]
-		case stdin != nil:
-			b, rerr := io.ReadAll(stdin)
+		} else {
+			b, rerr := readAll(stdin)
 			if rerr != nil || len(b) == 0 {
 				return "", "", nil, fail(exitBadArgs, putUsage)
 			}
 			value = string(b)
-		default:
-			return "", "", nil, fail(exitBadArgs, putUsage)
 		}
 	}
 	id, err := strconv.ParseInt(f.lease, 16, 64)
 	if err != nil {
-		return "", "", nil, failWith(exitBadArgs, fmt.Errorf("bad lease ID (%w), expecting ID in Hex", err))
+		return "", "", nil, fail(exitBadArgs, "bad lease ID (%w), expecting ID in Hex", err)
 	}
 	if id != 0 {
 		opts = append(opts, client.WithLease(id))
@@ -62,7 +60,7 @@ func (f *putFlags) parse(args []string, stdin io.Reader) (key, value string, opt
 	if f.prevKV {
 		opts = append(opts, client.WithPrevKV())
 	}
-	if f.ignoreVal {
+	if f.ignoreValue {
 		opts = append(opts, client.WithIgnoreValue())
 	}
 	if f.ignoreLse {
@@ -71,24 +69,37 @@ func (f *putFlags) parse(args []string, stdin io.Reader) (key, value string, opt
 	return args[0], value, opts, nil
 }
 
+func readAll(r io.Reader) ([]byte, error) {
+	if r == nil {
+		return nil, io.EOF
+	}
+	return io.ReadAll(r)
+}
+
 func newPutCommand(g *globals) *cobra.Command {
 	f := &putFlags{}
 	cmd := &cobra.Command{
-		Use:   "put [options] <key> <value> (<value> can also be given from stdin)",
-		Short: "Puts the given key into the store",
+		Use:     "put [options] <key> <value>",
+		Short:   "Writes a value under a key",
+		GroupID: groupKV,
+		Long: `Writes <value> under <key>. Without <value> on the command line (and without
+--ignore-value) the value is read from standard input, so
+  kvctl put config < config.yaml
+stores the file. A value starting with '-' would be read as a flag: put
+"--" before the arguments, as in "kvctl put -- key -value".`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, value, opts, err := f.parse(args, cmd.InOrStdin())
+			key, value, opts, err := f.parse(args, g.stdin)
 			if err != nil {
 				return err
 			}
-			return run(g, func(c *client.Client, p printer) error {
-				ctx, cancel := g.ctx()
+			return withClient(g, cmd, func(c *client.Client, p printer) error {
+				ctx, cancel := g.commandCtx()
 				defer cancel()
 				resp, err := c.Put(ctx, key, value, opts...)
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				return p.put(resp)
+				return p.Put(resp)
 			})
 		},
 	}
@@ -96,13 +107,13 @@ func newPutCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-// run connects, picks the printer, and runs fn.
-func run(g *globals, fn func(*client.Client, printer) error) error {
-	p, err := g.printer()
+// withClient prepares the globals, connects, and runs fn.
+func withClient(g *globals, cmd *cobra.Command, fn func(*client.Client, printer) error) error {
+	p, err := g.prepare(cmd)
 	if err != nil {
 		return err
 	}
-	c, err := g.connect()
+	c, err := g.connect(nil)
 	if err != nil {
 		return err
 	}
@@ -120,32 +131,43 @@ type getFlags struct {
 
 func (f *getFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
-	fs.StringVar(&f.consistency, "consistency", "l", "Linearizable(l) or Serializable(s)")
-	fs.StringVar(&f.sortOrder, "order", "", "Order of results; ASCEND or DESCEND (ASCEND by default)")
-	fs.StringVar(&f.sortTarget, "sort-by", "", "Sort target; CREATE, KEY, MODIFY, VALUE, or VERSION")
-	fs.Int64Var(&f.limit, "limit", 0, "Maximum number of results")
-	fs.BoolVar(&f.prefix, "prefix", false, "Get keys with matching prefix")
-	fs.BoolVar(&f.fromKey, "from-key", false, "Get keys that are greater than or equal to the given key using byte compare")
-	fs.Int64Var(&f.rev, "rev", 0, "Specify the kv revision")
-	fs.BoolVar(&f.keysOnly, "keys-only", false, "Get only the keys")
-	fs.BoolVar(&f.countOnly, "count-only", false, "Get only the count")
-	fs.BoolVar(&f.printValueOnly, "print-value-only", false, `Only write values when using the "simple" output format`)
-	fs.Int64Var(&f.minCreate, "min-create-rev", 0, "Minimum create revision")
-	fs.Int64Var(&f.maxCreate, "max-create-rev", 0, "Maximum create revision")
-	fs.Int64Var(&f.minMod, "min-mod-rev", 0, "Minimum modification revision")
-	fs.Int64Var(&f.maxMod, "max-mod-rev", 0, "Maximum modification revision")
-	fs.BoolVar(&f.stream, "stream", false, "Fetch the range in chunks over a stream, for large results")
+	fs.StringVar(&f.consistency, "consistency", "l", "l for a linearizable read, s for a serializable one")
+	fs.StringVar(&f.sortOrder, "order", "", "ASCEND or DESCEND (ASCEND when a sort target is given)")
+	fs.StringVar(&f.sortTarget, "sort-by", "", "sort by CREATE, KEY, MODIFY, VALUE or VERSION")
+	fs.Int64Var(&f.limit, "limit", 0, "return at most this many keys")
+	fs.BoolVar(&f.prefix, "prefix", false, "read every key starting with <key>")
+	fs.BoolVar(&f.fromKey, "from-key", false, "read every key from <key> on, in byte order")
+	fs.Int64Var(&f.rev, "rev", 0, "read at this revision")
+	fs.BoolVar(&f.keysOnly, "keys-only", false, "return keys without values")
+	fs.BoolVar(&f.countOnly, "count-only", false, "return only how many keys match (with -w fields)")
+	fs.BoolVar(&f.printValueOnly, "print-value-only", false, "print values without keys (with -w simple)")
+	fs.Int64Var(&f.minCreate, "min-create-rev", 0, "keep keys created at or after this revision")
+	fs.Int64Var(&f.maxCreate, "max-create-rev", 0, "keep keys created at or before this revision")
+	fs.Int64Var(&f.minMod, "min-mod-rev", 0, "keep keys modified at or after this revision")
+	fs.Int64Var(&f.maxMod, "max-mod-rev", 0, "keep keys modified at or before this revision")
+	fs.BoolVar(&f.stream, "stream", false, "read through the RangeStream call, in chunks (for large ranges)")
 }
 
 var sortTargets = map[string]client.SortTarget{
-	"CREATE": client.SortByCreateRevision, "KEY": client.SortByKey, "MODIFY": client.SortByModRevision,
-	"VALUE": client.SortByValue, "VERSION": client.SortByVersion, "": client.SortByKey,
+	"": client.SortByKey, "KEY": client.SortByKey, "CREATE": client.SortByCreateRevision,
+	"MODIFY": client.SortByModRevision, "VALUE": client.SortByValue, "VERSION": client.SortByVersion,
 }
 
-var sortOrders = map[string]client.SortOrder{"ASCEND": client.SortAscend, "DESCEND": client.SortDescend, "": client.SortNone}
+var sortOrders = map[string]client.SortOrder{"": client.SortNone, "ASCEND": client.SortAscend, "DESCEND": client.SortDescend}
 
-// parse turns get arguments into a key and options, with etcdctl's
-// checks in its order.
+// serializable reads a --consistency value.
+func serializable(consistency string) (bool, error) {
+	switch consistency {
+	case "s":
+		return true, nil
+	case "l":
+		return false, nil
+	}
+	return false, fail(exitBadFeature, "unknown consistency flag %q", consistency)
+}
+
+// parse turns get arguments into a key and options, with etcdctl's checks
+// in etcdctl's order, so the same mistake gets the same message.
 func (f *getFlags) parse(args []string) (string, []client.OpOption, error) {
 	if len(args) == 0 {
 		return "", nil, fail(exitBadArgs, "get command needs one argument as key and an optional argument as range_end")
@@ -157,10 +179,13 @@ func (f *getFlags) parse(args []string) (string, []client.OpOption, error) {
 		return "", nil, fail(exitBadArgs, "`--keys-only` and `--count-only` cannot be set at the same time, choose one")
 	}
 	var opts []client.OpOption
-	if f.consistency == "s" {
+	s, err := serializable(f.consistency)
+	if err != nil {
+		return "", nil, err
+	}
+	if s {
 		opts = append(opts, client.WithSerializable())
 	}
-	key := args[0]
 	if len(args) > 1 {
 		if f.prefix || f.fromKey {
 			return "", nil, fail(exitBadArgs, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
@@ -192,20 +217,16 @@ func (f *getFlags) parse(args []string) (string, []client.OpOption, error) {
 	if f.countOnly {
 		opts = append(opts, client.WithCountOnly())
 	}
-	opts, err := f.revFilters(opts)
-	if err != nil {
-		return "", nil, err
-	}
-	return key, opts, nil
+	return f.revisionFilters(args[0], opts)
 }
 
-func (f *getFlags) revFilters(opts []client.OpOption) ([]client.OpOption, error) {
+func (f *getFlags) revisionFilters(key string, opts []client.OpOption) (string, []client.OpOption, error) {
 	if f.minCreate > 0 {
 		opts = append(opts, client.WithMinCreateRev(f.minCreate))
 	}
 	if f.maxCreate > 0 {
 		if f.minCreate > f.maxCreate {
-			return nil, fail(exitBadFeature, "getMinCreateRev(=%v) > getMaxCreateRev(=%v)", f.minCreate, f.maxCreate)
+			return "", nil, fail(exitBadFeature, "getMinCreateRev(=%v) > getMaxCreateRev(=%v)", f.minCreate, f.maxCreate)
 		}
 		opts = append(opts, client.WithMaxCreateRev(f.maxCreate))
 	}
@@ -214,25 +235,26 @@ func (f *getFlags) revFilters(opts []client.OpOption) ([]client.OpOption, error)
 	}
 	if f.maxMod > 0 {
 		if f.minMod > f.maxMod {
-			return nil, fail(exitBadFeature, "getMinModRev(=%v) > getMaxModRev(=%v)", f.minMod, f.maxMod)
+			return "", nil, fail(exitBadFeature, "getMinModRev(=%v) > getMaxModRev(=%v)", f.minMod, f.maxMod)
 		}
 		opts = append(opts, client.WithMaxModRev(f.maxMod))
 	}
-	return opts, nil
+	return key, opts, nil
 }
 
 func newGetCommand(g *globals) *cobra.Command {
 	f := &getFlags{}
 	cmd := &cobra.Command{
-		Use:   "get [options] <key> [range_end]",
-		Short: "Gets the key or a range of keys",
-		RunE: func(_ *cobra.Command, args []string) error {
+		Use:     "get [options] <key> [range_end]",
+		Short:   "Reads a key, or the keys in [key, range_end)",
+		GroupID: groupKV,
+		RunE: func(cmd *cobra.Command, args []string) error {
 			key, opts, err := f.parse(args)
 			if err != nil {
 				return err
 			}
-			return run(g, func(c *client.Client, p printer) error {
-				ctx, cancel := g.ctx()
+			return withClient(g, cmd, func(c *client.Client, p printer) error {
+				ctx, cancel := g.commandCtx()
 				defer cancel()
 				get := c.Get
 				if f.stream {
@@ -242,16 +264,19 @@ func newGetCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				if f.countOnly && p.format != "fields" {
+				// etcdctl checks these against the format only now, after
+				// the read, and so do we: the same mistake fails the same way.
+				if _, fields := p.(*fieldsPrinter); f.countOnly && !fields {
 					return fail(exitBadArgs, "--count-only is only for `--write-out=fields`")
 				}
 				if f.printValueOnly {
-					if p.format != "simple" {
+					simple, ok := p.(*simplePrinter)
+					if !ok {
 						return fail(exitBadArgs, "print-value-only is only for `--write-out=simple`")
 					}
-					p.valueOnly = true
+					simple.valueOnly = true
 				}
-				return p.get(resp)
+				return p.Get(resp)
 			})
 		},
 	}
@@ -259,16 +284,20 @@ func newGetCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-type delFlags struct{ prefix, prevKV, fromKey, rangeOK bool }
+type delFlags struct{ prefix, prevKV, fromKey, noDelay bool }
 
 func (f *delFlags) register(cmd *cobra.Command) {
-	cmd.Flags().BoolVar(&f.prefix, "prefix", false, "delete keys with matching prefix")
-	cmd.Flags().BoolVar(&f.prevKV, "prev-kv", false, "return deleted key-value pairs")
-	cmd.Flags().BoolVar(&f.fromKey, "from-key", false, "delete keys that are greater than or equal to the given key using byte compare")
-	cmd.Flags().BoolVar(&f.rangeOK, "range", false, "delete range of keys without delay")
+	fs := cmd.Flags()
+	fs.BoolVar(&f.prefix, "prefix", false, "delete every key starting with <key>")
+	fs.BoolVar(&f.prevKV, "prev-kv", false, "also print the deleted key-value pairs")
+	fs.BoolVar(&f.fromKey, "from-key", false, "delete every key from <key> on, in byte order")
+	fs.BoolVar(&f.noDelay, "range", false, "delete [key, range_end) at once, without the 2 second warning")
 }
 
-func (f *delFlags) parse(args []string, stderr io.Writer) (string, []client.OpOption, error) {
+// parse turns del arguments into a key and options. A range given without
+// --range is announced on warn and carried out after 2 seconds, time to
+// interrupt a mistake; the txn parser passes a nil warn.
+func (f *delFlags) parse(args []string, warn io.Writer) (string, []client.OpOption, error) {
 	if len(args) == 0 || len(args) > 2 {
 		return "", nil, fail(exitBadArgs, "del command needs one argument as key and an optional argument as range_end")
 	}
@@ -281,8 +310,8 @@ func (f *delFlags) parse(args []string, stderr io.Writer) (string, []client.OpOp
 			return "", nil, fail(exitBadArgs, "too many arguments, only accept one argument when `--prefix` or `--from-key` is set")
 		}
 		opts = append(opts, client.WithRange(args[1]))
-		if !f.rangeOK && stderr != nil {
-			fmt.Fprintf(stderr, "Warning: Keys between %q and %q will be deleted. Please interrupt the command within next 2 seconds to cancel. "+
+		if !f.noDelay && warn != nil {
+			fmt.Fprintf(warn, "Warning: Keys between %q and %q will be deleted. Please interrupt the command within next 2 seconds to cancel. "+
 				"You can provide `--range` flag to avoid the delay.\n", args[0], args[1])
 			time.Sleep(2 * time.Second)
 		}
@@ -302,21 +331,22 @@ func (f *delFlags) parse(args []string, stderr io.Writer) (string, []client.OpOp
 func newDelCommand(g *globals) *cobra.Command {
 	f := &delFlags{}
 	cmd := &cobra.Command{
-		Use:   "del [options] <key> [range_end]",
-		Short: "Removes the specified key or range of keys [key, range_end)",
-		RunE: func(_ *cobra.Command, args []string) error {
-			key, opts, err := f.parse(args, os.Stderr)
+		Use:     "del [options] <key> [range_end]",
+		Short:   "Deletes a key, or the keys in [key, range_end)",
+		GroupID: groupKV,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, opts, err := f.parse(args, g.stderr)
 			if err != nil {
 				return err
 			}
-			return run(g, func(c *client.Client, p printer) error {
-				ctx, cancel := g.ctx()
+			return withClient(g, cmd, func(c *client.Client, p printer) error {
+				ctx, cancel := g.commandCtx()
 				defer cancel()
 				resp, err := c.Delete(ctx, key, opts...)
 				if err != nil {
 					return failWith(exitError, err)
 				}
-				return p.del(resp)
+				return p.Del(resp)
 			})
 		},
 	}
@@ -327,9 +357,10 @@ func newDelCommand(g *globals) *cobra.Command {
 func newCompactionCommand(g *globals) *cobra.Command {
 	var physical bool
 	cmd := &cobra.Command{
-		Use:   "compaction [options] <revision>",
-		Short: "Compacts the event history in etcd",
-		RunE: func(_ *cobra.Command, args []string) error {
+		Use:     "compaction [options] <revision>",
+		Short:   "Discards the history before a revision",
+		GroupID: groupKV,
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return fail(exitBadArgs, "compaction command needs 1 argument")
 			}
@@ -337,34 +368,21 @@ func newCompactionCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return failWith(exitError, err)
 			}
-			return run(g, func(c *client.Client, _ printer) error {
-				var opts []client.CompactOption
-				if physical {
-					opts = append(opts, client.WithCompactPhysical())
-				}
-				ctx, cancel := g.ctx()
+			var opts []client.CompactOption
+			if physical {
+				opts = append(opts, client.WithCompactPhysical())
+			}
+			return withClient(g, cmd, func(c *client.Client, _ printer) error {
+				ctx, cancel := g.commandCtx()
 				defer cancel()
 				if _, err := c.Compact(ctx, rev, opts...); err != nil {
 					return failWith(exitError, err)
 				}
-				fmt.Println("compacted revision", rev)
+				fmt.Fprintln(g.stdout, "compacted revision", rev)
 				return nil
 			})
 		},
 	}
-	cmd.Flags().BoolVar(&physical, "physical", false, "'true' to wait for compaction to physically remove all old revisions")
+	cmd.Flags().BoolVar(&physical, "physical", false, "return only once the old revisions are gone from disk")
 	return cmd
-}
-
-// readLine reads one trimmed line; io.EOF before a newline is an error,
-// as the txn grammar ends every section with an empty line.
-func readLine(r *bufio.Reader) (string, error) {
-	line, err := r.ReadString('\n')
-	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return "", io.EOF
-		}
-		return "", err
-	}
-	return strings.TrimSpace(line), nil
 }

@@ -7,35 +7,56 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
+	"log/slog"
+	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/resolver"
 	"google.golang.org/grpc/resolver/manual"
-	"google.golang.org/grpc/status"
 )
 
 // Config describes how to reach a cluster.
 type Config struct {
-	// Endpoints are host:port or http://host:port client URLs.
+	// Endpoints are host:port, http://host:port or https://host:port
+	// client URLs. All of them must agree on TLS.
 	Endpoints []string
-	// DialTimeout bounds how long New waits for a first connection; zero
-	// means New returns at once and calls wait for one instead.
-	DialTimeout          time.Duration
+	// DialTimeout bounds each attempt to connect to an endpoint and the
+	// first authentication. New never waits for a connection: calls wait
+	// for one, bounded by their context, as etcd's client does.
+	DialTimeout time.Duration
+	// DialKeepAliveTime is how often an idle connection is pinged; zero
+	// means never. DialKeepAliveTimeout is how long a ping may go
+	// unanswered before the connection is closed.
 	DialKeepAliveTime    time.Duration
 	DialKeepAliveTimeout time.Duration
-	MaxCallSendMsgSize   int
-	MaxCallRecvMsgSize   int
+	// Username and Password log in when both are set; the token is sent
+	// with every call and renewed when the server rejects it.
+	Username, Password string
+	// Token is a ready-made auth token (a JWT), used instead of logging in.
+	Token string
+	// TLS secures every connection. https:// endpoints without TLS use
+	// the system's roots.
+	TLS *tls.Config
+	// MaxCallSendMsgSize and MaxCallRecvMsgSize limit one message each
+	// way; zero keeps gRPC's defaults (etcd's client sends up to 2 MiB).
+	MaxCallSendMsgSize int
+	MaxCallRecvMsgSize int
+	// Context is the parent of every call's lifetime: cancelling it is
+	// like calling Close.
+	Context context.Context
+	// Logger receives the client's diagnostics; nil discards them.
+	Logger *slog.Logger
 }
+
+// defaultMaxCallSendMsgSize is what etcd's client allows by default: the
+// server's own default request limit plus room for the envelope.
+const defaultMaxCallSendMsgSize = 2 * 1024 * 1024
 
 // Client is a connection to a cluster. It is safe for concurrent use.
 type Client struct {
@@ -44,160 +65,177 @@ type Client struct {
 	Maintenance
 
 	cfg      Config
+	ctx      context.Context
+	cancel   context.CancelFunc
+	log      *slog.Logger
 	conn     *grpc.ClientConn
 	resolver *manual.Resolver
-	eps      []string
+	secure   bool
+	auth     *tokenAuth
+
+	closeOnce sync.Once
+	closeErr  error
+
+	mu  sync.RWMutex
+	eps []string
 }
 
-// New connects to cfg.Endpoints.
+// New prepares a client for cfg.Endpoints and, when credentials are
+// given, logs in. It does not wait for a connection otherwise.
 func New(cfg Config) (*Client, error) {
 	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("client: no endpoints given")
+		return nil, errors.New("client: at least one endpoint is required")
 	}
-	c := &Client{cfg: cfg, resolver: manual.NewBuilderWithScheme("kvd-endpoints")}
-	if err := c.setResolverState(cfg.Endpoints); err != nil {
+	if cfg.Token != "" && (cfg.Username != "" || cfg.Password != "") {
+		return nil, errors.New("client: username/password and token are mutually exclusive")
+	}
+	if cfg.MaxCallRecvMsgSize > 0 && cfg.MaxCallSendMsgSize > cfg.MaxCallRecvMsgSize {
+		return nil, fmt.Errorf("gRPC message recv limit (%d bytes) must be greater than send limit (%d bytes)",
+			cfg.MaxCallRecvMsgSize, cfg.MaxCallSendMsgSize)
+	}
+	parent := cfg.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	c := &Client{cfg: cfg, log: cfg.Logger, resolver: manual.NewBuilderWithScheme(resolverScheme)}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	addrs, secure, err := resolve(cfg.Endpoints)
+	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient("kvd-endpoints:///cluster", c.dialOptions()...)
+	c.secure = secure || cfg.TLS != nil
+	c.eps = append([]string(nil), cfg.Endpoints...)
+	c.resolver.InitialState(addrs)
+	c.auth = newTokenAuth(cfg)
+
+	conn, err := grpc.NewClient(resolverScheme+":///cluster", c.dialOptions(grpc.WithResolvers(c.resolver))...)
 	if err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.conn = conn
+	c.ctx, c.cancel = context.WithCancel(parent)
+	context.AfterFunc(c.ctx, func() { _ = c.closeConn() })
 	c.KV = &kv{remote: pb.NewKVClient(conn)}
 	c.Cluster = &cluster{remote: pb.NewClusterClient(conn)}
 	c.Maintenance = &maintenance{c: c}
-	if cfg.DialTimeout > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
-		defer cancel()
-		if err := waitReady(ctx, conn); err != nil {
-			conn.Close()
-			return nil, err
-		}
+
+	if err := c.login(); err != nil {
+		c.Close()
+		return nil, err
 	}
 	return c, nil
 }
 
-func (c *Client) dialOptions() []grpc.DialOption {
+// login fetches the first token, bounded by DialTimeout when set.
+func (c *Client) login() error {
+	if !c.auth.needsLogin() {
+		return nil
+	}
+	ctx, cancel := c.ctx, context.CancelFunc(func() {})
+	if c.cfg.DialTimeout > 0 {
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.DialTimeout)
+	}
+	defer cancel()
+	return c.auth.refresh(ctx, c.conn)
+}
+
+// dialOptions are shared by the balanced connection and the one-endpoint
+// connections Maintenance opens.
+func (c *Client) dialOptions(extra ...grpc.DialOption) []grpc.DialOption {
 	opts := []grpc.DialOption{
-		grpc.WithResolvers(c.resolver),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(c.transportCredentials()),
 		grpc.WithDefaultServiceConfig(`{"loadBalancingConfig":[{"round_robin":{}}]}`),
-		grpc.WithChainUnaryInterceptor(retrySafeCalls),
+		grpc.WithChainUnaryInterceptor(c.unaryInterceptor),
+		grpc.WithChainStreamInterceptor(c.streamInterceptor),
+		grpc.WithPerRPCCredentials(c.auth),
+		grpc.WithDefaultCallOptions(c.callOptions()...),
 	}
-	var callOpts []grpc.CallOption
-	if c.cfg.MaxCallSendMsgSize > 0 {
-		callOpts = append(callOpts, grpc.MaxCallSendMsgSize(c.cfg.MaxCallSendMsgSize))
-	}
-	if c.cfg.MaxCallRecvMsgSize > 0 {
-		callOpts = append(callOpts, grpc.MaxCallRecvMsgSize(c.cfg.MaxCallRecvMsgSize))
-	}
-	if len(callOpts) > 0 {
-		opts = append(opts, grpc.WithDefaultCallOptions(callOpts...))
+	if c.cfg.DialTimeout > 0 {
+		opts = append(opts, grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.DefaultConfig,
+			MinConnectTimeout: c.cfg.DialTimeout,
+		}))
 	}
 	if c.cfg.DialKeepAliveTime > 0 {
 		opts = append(opts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time: c.cfg.DialKeepAliveTime, Timeout: c.cfg.DialKeepAliveTimeout, PermitWithoutStream: true,
+			Time:                c.cfg.DialKeepAliveTime,
+			Timeout:             c.cfg.DialKeepAliveTimeout,
+			PermitWithoutStream: true,
 		}))
+	}
+	return append(opts, extra...)
+}
+
+// callOptions make calls wait for a connection instead of failing while
+// the balancer is still connecting, as etcd's client does.
+func (c *Client) callOptions() []grpc.CallOption {
+	send := defaultMaxCallSendMsgSize
+	if c.cfg.MaxCallSendMsgSize > 0 {
+		send = c.cfg.MaxCallSendMsgSize
+	}
+	opts := []grpc.CallOption{grpc.WaitForReady(true), grpc.MaxCallSendMsgSize(send)}
+	if c.cfg.MaxCallRecvMsgSize > 0 {
+		opts = append(opts, grpc.MaxCallRecvMsgSize(c.cfg.MaxCallRecvMsgSize))
 	}
 	return opts
 }
 
-// waitReady returns once the balancer has a connection, or ctx ends.
-func waitReady(ctx context.Context, conn *grpc.ClientConn) error {
-	conn.Connect()
-	for {
-		s := conn.GetState()
-		if s.String() == "READY" {
-			return nil
-		}
-		if !conn.WaitForStateChange(ctx, s) {
-			return context.DeadlineExceeded
-		}
-	}
+// Endpoints lists the endpoints the client balances over.
+func (c *Client) Endpoints() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return append([]string(nil), c.eps...)
 }
 
-// Host strips a client URL to the host:port gRPC dials.
-func Host(endpoint string) string {
-	if u, err := url.Parse(endpoint); err == nil && u.Host != "" && (u.Scheme == "http" || u.Scheme == "https") {
-		return u.Host
+// SetEndpoints replaces the endpoints. Calls in flight finish where they
+// are; new ones go to the new set.
+func (c *Client) SetEndpoints(eps ...string) error {
+	if len(eps) == 0 {
+		return errors.New("client: at least one endpoint is required")
 	}
-	return strings.TrimPrefix(strings.TrimPrefix(endpoint, "http://"), "https://")
-}
-
-func (c *Client) setResolverState(eps []string) error {
-	addrs := make([]resolver.Address, 0, len(eps))
-	for _, ep := range eps {
-		if strings.HasPrefix(ep, "https://") || strings.HasPrefix(ep, "unixs://") {
-			return fmt.Errorf("client: endpoint %s needs TLS, which this client does not support yet", ep)
-		}
-		addrs = append(addrs, resolver.Address{Addr: Host(ep)})
+	addrs, secure, err := resolve(eps)
+	if err != nil {
+		return err
 	}
+	if secure && !c.secure {
+		return errors.New("client: cannot switch to TLS endpoints on a client created without TLS")
+	}
+	c.mu.Lock()
 	c.eps = append([]string(nil), eps...)
-	c.resolver.InitialState(resolver.State{Addresses: addrs})
-	if c.conn != nil {
-		c.resolver.UpdateState(resolver.State{Addresses: addrs})
-	}
+	c.mu.Unlock()
+	c.resolver.UpdateState(addrs)
 	return nil
 }
 
-// Endpoints lists the endpoints the client balances over.
-func (c *Client) Endpoints() []string { return append([]string(nil), c.eps...) }
+// Ctx is the client's lifetime: it ends when the client is closed.
+func (c *Client) Ctx() context.Context { return c.ctx }
 
-// SetEndpoints replaces the endpoints; connections move over gracefully.
-func (c *Client) SetEndpoints(eps ...string) error { return c.setResolverState(eps) }
-
-// Close closes every connection.
-func (c *Client) Close() error { return c.conn.Close() }
-
-// safeMethods are the calls that change nothing, so repeating them on
-// another endpoint after a failure cannot apply anything twice.
-var safeMethods = map[string]bool{
-	"/etcdserverpb.KV/Range":              true,
-	"/etcdserverpb.Cluster/MemberList":    true,
-	"/etcdserverpb.Maintenance/Status":    true,
-	"/etcdserverpb.Maintenance/HashKV":    true,
-	"/etcdserverpb.Maintenance/AlarmList": true,
-	"/etcdserverpb.Maintenance/Hash":      true,
-	"/etcdserverpb.Auth/AuthStatus":       true,
-	"/etcdserverpb.Lease/LeaseTimeToLive": true,
-	"/etcdserverpb.Lease/LeaseLeases":     true,
+// Close ends every call and closes every connection.
+func (c *Client) Close() error {
+	c.cancel()
+	return c.closeConn()
 }
 
-// retrySafeCalls repeats a safe call that failed with Unavailable (the
-// endpoint went away, or the member lost its leader) until it succeeds or
-// the call's context ends. Writes are never retried here: a write that
-// reached a server may have applied.
-func retrySafeCalls(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	backoff := 25 * time.Millisecond
-	for {
-		err := invoker(ctx, method, req, reply, cc, opts...)
-		if err == nil || !safeMethods[method] || status.Code(err) != codes.Unavailable {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, time.Second)
-	}
+// closeConn runs once, from Close or when Config.Context ends.
+func (c *Client) closeConn() error {
+	c.closeOnce.Do(func() { c.closeErr = c.conn.Close() })
+	return c.closeErr
 }
 
-// Err converts an error from a call into etcd's error value when it is
-// one of etcd's, so callers can compare with rpctypes.Err* and print the
-// server's message.
-func Err(err error) error {
-	if err == nil {
-		return nil
+// dialEndpoint opens a connection to endpoint alone, with the client's
+// credentials and limits, for calls whose answer is about that member.
+func (c *Client) dialEndpoint(endpoint string) (*grpc.ClientConn, error) {
+	addrs, _, err := resolve([]string{endpoint})
+	if err != nil {
+		return nil, err
 	}
-	if s, ok := status.FromError(err); ok {
-		if s.Code() == codes.DeadlineExceeded {
-			return context.DeadlineExceeded
-		}
-		if s.Code() == codes.Canceled {
-			return context.Canceled
-		}
-		return rpctypes.Error(err)
+	r := manual.NewBuilderWithScheme(resolverScheme)
+	r.InitialState(addrs)
+	conn, err := grpc.NewClient(resolverScheme+":///member", c.dialOptions(grpc.WithResolvers(r))...)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", endpoint, err)
 	}
-	return err
+	return conn, nil
 }

@@ -15,6 +15,8 @@ type Cmp struct {
 	result pb.Compare_CompareResult
 	value  []byte
 	num    int64
+	// err is why Compare could not build the condition; Commit reports it.
+	err error
 }
 
 // Value compares the key's value.
@@ -36,26 +38,32 @@ var results = map[string]pb.Compare_CompareResult{
 	"=": pb.Compare_EQUAL, "!=": pb.Compare_NOT_EQUAL, ">": pb.Compare_GREATER, "<": pb.Compare_LESS,
 }
 
-// Compare finishes a Cmp: op is one of = != > <, v a string for Value and
-// an integer for the others. A malformed Cmp is reported by Txn.Commit.
+// Compare finishes a Cmp: op is one of = != > <, v a string or []byte
+// for Value and an integer for the others. A malformed Cmp is reported by
+// Txn.Commit rather than here, so conditions compose as expressions.
 func Compare(c Cmp, op string, v any) Cmp {
 	r, ok := results[op]
 	if !ok {
-		c.result = -1
+		c.err = fmt.Errorf("client: unknown compare operator %q on key %q", op, c.key)
 		return c
 	}
 	c.result = r
+	numeric := true
 	switch x := v.(type) {
 	case string:
-		c.value = []byte(x)
+		c.value, numeric = []byte(x), false
 	case []byte:
-		c.value = x
+		c.value, numeric = x, false
 	case int:
 		c.num = int64(x)
 	case int64:
 		c.num = x
 	default:
-		c.result = -1
+		c.err = fmt.Errorf("client: compare on key %q: unsupported value type %T", c.key, v)
+		return c
+	}
+	if numeric == (c.target == pb.Compare_VALUE) {
+		c.err = fmt.Errorf("client: compare on key %q: %T value does not fit a %v compare", c.key, v, c.target)
 	}
 	return c
 }
@@ -66,12 +74,7 @@ func (c Cmp) WithRange(end string) Cmp { c.end = []byte(end); return c }
 // WithPrefix makes the compare hold for every key with the key as prefix.
 func (c Cmp) WithPrefix() Cmp { c.end = prefixEnd(c.key); return c }
 
-func (c Cmp) check() error {
-	if c.result < 0 {
-		return fmt.Errorf("client: malformed compare on key %q", c.key)
-	}
-	return nil
-}
+func (c Cmp) check() error { return c.err }
 
 func (c Cmp) proto() *pb.Compare {
 	p := &pb.Compare{Key: c.key, RangeEnd: c.end, Target: c.target, Result: c.result}

@@ -14,27 +14,29 @@ const (
 )
 
 // Op is one KV operation, built by OpGet, OpPut, OpDelete or OpTxn and
-// narrowed by OpOptions.
+// narrowed by OpOptions. Options that do not apply to an Op's kind (a
+// limit on a put) are ignored.
 type Op struct {
 	t        opType
 	key, end []byte
 	val      []byte
 
-	rev, limit         int64
-	sortTarget         pb.RangeRequest_SortTarget
-	sortOrder          pb.RangeRequest_SortOrder
-	serializable       bool
-	keysOnly, count    bool
-	minMod, maxMod     int64
-	minCreate, maxCrea int64
+	// range
+	rev, limit                 int64
+	sortTarget                 SortTarget
+	sortOrder                  SortOrder
+	serializable               bool
+	keysOnly, countOnly        bool
+	minModRev, maxModRev       int64
+	minCreateRev, maxCreateRev int64
 
+	// put and delete
 	prevKV, ignoreValue, ignoreLease bool
 	lease                            int64
 
-	cmps    []Cmp
-	thenOps []Op
-	elseOps []Op
-	fromKey bool
+	// txn
+	cmps             []Cmp
+	thenOps, elseOps []Op
 }
 
 // OpOption narrows an Op.
@@ -94,7 +96,7 @@ func WithFromKey() OpOption {
 		if len(op.key) == 0 {
 			op.key = []byte{0}
 		}
-		op.end, op.fromKey = []byte{0}, true
+		op.end = []byte{0}
 	}
 }
 
@@ -140,19 +142,19 @@ func WithSerializable() OpOption { return func(op *Op) { op.serializable = true 
 func WithKeysOnly() OpOption { return func(op *Op) { op.keysOnly = true } }
 
 // WithCountOnly returns only the count.
-func WithCountOnly() OpOption { return func(op *Op) { op.count = true } }
+func WithCountOnly() OpOption { return func(op *Op) { op.countOnly = true } }
 
-// WithMinModRev and the like filter by revision.
-func WithMinModRev(rev int64) OpOption { return func(op *Op) { op.minMod = rev } }
+// WithMinModRev keeps keys modified at or after rev.
+func WithMinModRev(rev int64) OpOption { return func(op *Op) { op.minModRev = rev } }
 
 // WithMaxModRev keeps keys modified at or before rev.
-func WithMaxModRev(rev int64) OpOption { return func(op *Op) { op.maxMod = rev } }
+func WithMaxModRev(rev int64) OpOption { return func(op *Op) { op.maxModRev = rev } }
 
 // WithMinCreateRev keeps keys created at or after rev.
-func WithMinCreateRev(rev int64) OpOption { return func(op *Op) { op.minCreate = rev } }
+func WithMinCreateRev(rev int64) OpOption { return func(op *Op) { op.minCreateRev = rev } }
 
 // WithMaxCreateRev keeps keys created at or before rev.
-func WithMaxCreateRev(rev int64) OpOption { return func(op *Op) { op.maxCrea = rev } }
+func WithMaxCreateRev(rev int64) OpOption { return func(op *Op) { op.maxCreateRev = rev } }
 
 // WithPrevKV returns what a put or delete replaced.
 func WithPrevKV() OpOption { return func(op *Op) { op.prevKV = true } }
@@ -170,9 +172,9 @@ func (op Op) rangeRequest() *pb.RangeRequest {
 	return &pb.RangeRequest{
 		Key: op.key, RangeEnd: op.end, Revision: op.rev, Limit: op.limit,
 		SortOrder: op.sortOrder, SortTarget: op.sortTarget, Serializable: op.serializable,
-		KeysOnly: op.keysOnly, CountOnly: op.count,
-		MinModRevision: op.minMod, MaxModRevision: op.maxMod,
-		MinCreateRevision: op.minCreate, MaxCreateRevision: op.maxCrea,
+		KeysOnly: op.keysOnly, CountOnly: op.countOnly,
+		MinModRevision: op.minModRev, MaxModRevision: op.maxModRev,
+		MinCreateRevision: op.minCreateRev, MaxCreateRevision: op.maxCreateRev,
 	}
 }
 

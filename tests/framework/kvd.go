@@ -2,6 +2,7 @@ package framework
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,6 +30,9 @@ type Member struct {
 	Cluster string
 	// Env is added to the process environment.
 	Env []string
+	// TLS, when set, makes the client URL https:// and is the client
+	// configuration of the health probe.
+	TLS *tls.Config
 	// ExitCode is the status of the last process once it has stopped.
 	ExitCode int
 
@@ -63,7 +67,7 @@ func KvdBin(t testing.TB) string {
 	if b := os.Getenv("KVD_BIN"); b != "" {
 		return b
 	}
-	return ourBinary(t, "kvd")
+	return ourBinary(t, "kvd", false)
 }
 
 func goBuild(out, pkg string) error {
@@ -100,11 +104,14 @@ func StartKvd(t testing.TB, extra ...string) *Member {
 	return startMember(t, KvdBin(t), "kvd", extra)
 }
 
-// StartEtcdMember starts a single-member reference etcd v3.7.3 the same
-// way, or skips the test when the binary is missing outside CI.
-func StartEtcdMember(t testing.TB, extra ...string) *Member {
+// StartEtcd starts a single-member reference etcd v3.7.3 the same way,
+// or skips the test when the binary is missing outside CI.
+func StartEtcd(t testing.TB, extra ...string) *Member {
 	return startMember(t, RequireBin(t, EtcdBin()), "etcd", extra)
 }
+
+// StartEtcdMember is StartEtcd under its earlier name.
+func StartEtcdMember(t testing.TB, extra ...string) *Member { return StartEtcd(t, extra...) }
 
 // RequireBin skips the test when a reference binary is missing, except in
 // CI, where the Makefile must have built it and its absence is a failure.
@@ -153,7 +160,7 @@ func NewMemberAt(t testing.TB, bin, name string, clientPort, peerPort int, extra
 
 // Args is the member's command line.
 func (m *Member) Args() []string {
-	client := "http://" + m.Endpoint
+	client := m.ClientURL()
 	args := []string{
 		"--name", m.Name, "--data-dir", m.DataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
@@ -162,6 +169,14 @@ func (m *Member) Args() []string {
 		"--log-level", "warn",
 	}
 	return append(args, m.Extra...)
+}
+
+// ClientURL is the member's client URL: http:// or, with TLS, https://.
+func (m *Member) ClientURL() string {
+	if m.TLS != nil {
+		return "https://" + m.Endpoint
+	}
+	return "http://" + m.Endpoint
 }
 
 func (m *Member) initialCluster() string {
@@ -200,9 +215,9 @@ func (m *Member) Launch() {
 func (m *Member) WaitHealthy(d time.Duration) {
 	m.t.Helper()
 	deadline := time.Now().Add(d)
-	client := http.Client{Timeout: time.Second}
+	client := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: m.TLS}}
 	for time.Now().Before(deadline) {
-		resp, err := client.Get("http://" + m.Endpoint + "/health")
+		resp, err := client.Get(m.ClientURL() + "/health")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -21,9 +21,16 @@ func envOr(key, def string) string {
 	return def
 }
 
-// BuildKvctl returns the kvctl binary: bin/kvctl when make built it,
-// otherwise one built once per test process.
-func BuildKvctl(t testing.TB) string { return ourBinary(t, "kvctl") }
+// BuildKvctl builds cmd/kvctl from the working tree once per test
+// process and returns the binary, so tests never run a stale bin/kvctl.
+// $KVD_KVCTL_BIN names a ready binary instead.
+func BuildKvctl(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("KVD_KVCTL_BIN"); b != "" {
+		return b
+	}
+	return ourBinary(t, "kvctl", true)
+}
 
 type builtBinary struct {
 	once sync.Once
@@ -36,8 +43,9 @@ var (
 	built   = map[string]*builtBinary{}
 )
 
-// ourBinary finds or builds cmd/<name> once per test process.
-func ourBinary(t testing.TB, name string) string {
+// ourBinary finds or builds cmd/<name> once per test process; fresh
+// skips the bin/<name> that make may have left.
+func ourBinary(t testing.TB, name string, fresh bool) string {
 	t.Helper()
 	builtMu.Lock()
 	b, ok := built[name]
@@ -46,22 +54,34 @@ func ourBinary(t testing.TB, name string) string {
 		built[name] = b
 	}
 	builtMu.Unlock()
-	b.once.Do(func() { b.path, b.err = binary(name) })
+	b.once.Do(func() { b.path, b.err = binary(name, fresh) })
 	if b.err != nil {
 		t.Fatal(b.err)
 	}
 	return b.path
 }
 
-// binary finds bin/<name> or builds cmd/<name> into a temp dir.
-func binary(name string) (string, error) {
-	if b := filepath.Join(repoRoot(), "bin", name); fileExists(b) && os.Getenv("KVD_REBUILD") == "" {
+// binary finds bin/<name> or builds cmd/<name>. Builds go to one cache
+// folder, written under a temporary name and renamed into place, so
+// test processes building at the same time never run a half-written
+// file and do not leave a copy each behind.
+func binary(name string, fresh bool) (string, error) {
+	if b := filepath.Join(repoRoot(), "bin", name); !fresh && fileExists(b) && os.Getenv("KVD_REBUILD") == "" {
 		return b, nil
 	}
-	dir, err := os.MkdirTemp("", name+"-bin-")
+	dir := filepath.Join(os.TempDir(), "kvd-test-bin")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, name+".build-")
 	if err != nil {
 		return "", err
 	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := goBuild(tmp.Name(), filepath.Join(repoRoot(), "cmd", name)); err != nil {
+		return "", err
+	}
 	out := filepath.Join(dir, name)
-	return out, goBuild(out, filepath.Join(repoRoot(), "cmd", name))
+	return out, os.Rename(tmp.Name(), out)
 }

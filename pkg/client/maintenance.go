@@ -1,0 +1,64 @@
+package client
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+)
+
+// Maintenance asks members about themselves and looks after their
+// storage. The calls that name an endpoint talk to that member alone,
+// since the answer is about it, not about whichever member the balancer
+// would pick.
+type Maintenance interface {
+	// Status reports the member's version, database size, raft state.
+	Status(ctx context.Context, endpoint string) (*pb.StatusResponse, error)
+	// HashKV hashes the member's key-value history up to rev (0 means the
+	// latest revision), to compare members with each other.
+	HashKV(ctx context.Context, endpoint string, rev int64) (*pb.HashKVResponse, error)
+	// Defragment compacts the member's database file, giving freed pages
+	// back to the file system.
+	Defragment(ctx context.Context, endpoint string) (*pb.DefragmentResponse, error)
+	// AlarmList lists the cluster's active alarms.
+	AlarmList(ctx context.Context) (*pb.AlarmResponse, error)
+}
+
+type maintenance struct{ c *Client }
+
+// onMember runs call over a connection to endpoint alone.
+func onMember[R any](ctx context.Context, c *Client, endpoint string, call func(pb.MaintenanceClient) (R, error)) (R, error) {
+	var zero R
+	conn, err := c.dialEndpoint(endpoint)
+	if err != nil {
+		return zero, err
+	}
+	defer conn.Close()
+	resp, err := call(pb.NewMaintenanceClient(conn))
+	if err != nil {
+		return zero, toErr(ctx, err)
+	}
+	return resp, nil
+}
+
+func (m *maintenance) Status(ctx context.Context, endpoint string) (*pb.StatusResponse, error) {
+	return onMember(ctx, m.c, endpoint, func(mc pb.MaintenanceClient) (*pb.StatusResponse, error) {
+		return mc.Status(ctx, &pb.StatusRequest{})
+	})
+}
+
+func (m *maintenance) HashKV(ctx context.Context, endpoint string, rev int64) (*pb.HashKVResponse, error) {
+	return onMember(ctx, m.c, endpoint, func(mc pb.MaintenanceClient) (*pb.HashKVResponse, error) {
+		return mc.HashKV(ctx, &pb.HashKVRequest{Revision: rev})
+	})
+}
+
+func (m *maintenance) Defragment(ctx context.Context, endpoint string) (*pb.DefragmentResponse, error) {
+	return onMember(ctx, m.c, endpoint, func(mc pb.MaintenanceClient) (*pb.DefragmentResponse, error) {
+		return mc.Defragment(ctx, &pb.DefragmentRequest{})
+	})
+}
+
+func (m *maintenance) AlarmList(ctx context.Context) (*pb.AlarmResponse, error) {
+	resp, err := pb.NewMaintenanceClient(m.c.conn).Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_GET})
+	return resp, toErr(ctx, err)
+}
