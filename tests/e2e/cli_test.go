@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -162,7 +161,7 @@ func runCLI(t *testing.T, bin, endpoint string, st step) outcome {
 	t.Helper()
 	args := append([]string{"--endpoints", endpoint}, st.args...)
 	c := exec.Command(bin, args...)
-	c.Env = cleanEnv()
+	c.Env = framework.CleanEnv()
 	c.Stdin = strings.NewReader(st.stdin)
 	var stdout, stderr bytes.Buffer
 	c.Stdout, c.Stderr = &stdout, &stderr
@@ -184,14 +183,4 @@ func runCLI(t *testing.T, bin, endpoint string, st step) outcome {
 		o.stderr = []byte(st.mask(string(o.stderr)))
 	}
 	return o
-}
-
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "ETCDCTL_") && !strings.HasPrefix(kv, "KVCTL_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }

@@ -17,7 +17,7 @@ func TestKvctlEnvironment(t *testing.T) {
 	run := func(env []string, args ...string) string {
 		t.Helper()
 		c := exec.Command(kvctl, args...)
-		c.Env = append(cleanEnv(), env...)
+		c.Env = append(framework.CleanEnv(), env...)
 		out, err := c.CombinedOutput()
 		if err != nil {
 			t.Fatalf("kvctl %q with %q: %v\n%s", args, env, err, out)
