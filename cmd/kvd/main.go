@@ -68,6 +68,9 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.String("initial-cluster-state", d.InitialClusterState, "Initial cluster state ('new' or 'existing').")
 	fs.String("initial-cluster-token", d.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
 	fs.Uint64("snapshot-count", d.SnapshotCount, "Number of applied raft entries between two snapshots of the raft log.")
+	fs.Uint64("snapshot-catchup-entries", d.SnapshotCatchUpEntries, "Number of raft entries kept after a snapshot so a slow follower can catch up without the whole database.")
+	fs.Bool("strict-reconfig-check", d.StrictReconfigCheck, "Refuse membership changes that would leave the cluster without a quorum of started members.")
+	fs.Int("max-learners", d.MaxLearners, "Most learner members the cluster may have at once.")
 	fs.Uint("heartbeat-interval", uint(d.HeartbeatInterval/time.Millisecond), "Time (in milliseconds) of a heartbeat interval.")
 	fs.Uint("election-timeout", uint(d.ElectionTimeout/time.Millisecond), "Time (in milliseconds) for an election to timeout.")
 	fs.Uint("max-request-bytes", d.MaxRequestBytes, "Maximum client request size in bytes the server will accept.")
@@ -114,6 +117,9 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		InitialClusterState:      v.GetString("initial-cluster-state"),
 		InitialClusterToken:      v.GetString("initial-cluster-token"),
 		SnapshotCount:            v.GetUint64("snapshot-count"),
+		SnapshotCatchUpEntries:   v.GetUint64("snapshot-catchup-entries"),
+		StrictReconfigCheck:      v.GetBool("strict-reconfig-check"),
+		MaxLearners:              v.GetInt("max-learners"),
 		HeartbeatInterval:        time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:          time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
 		MaxRequestBytes:          v.GetUint("max-request-bytes"),

@@ -1,27 +1,35 @@
 package server
 
 import (
+	"cmp"
 	"fmt"
 	"sync"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/membershippb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/membership"
 )
 
 // applyLoop applies committed entries in log order until the raft node
 // stops. It is the only writer of the state machine.
 func (s *Server) applyLoop() {
-	ci, _ := s.store.ConsistentIndex()
 	for c := range s.node.Committed() {
 		if c.Snapshot != nil {
-			s.lg.Error("received a raft snapshot to install; snapshot transfer comes with clustering",
-				"index", c.Snapshot.GetMetadata().GetIndex())
+			if err := s.installSnapshot(c.Snapshot); err != nil {
+				// Applying entries over the old state would diverge from
+				// the cluster; stop and let the operator look.
+				s.lg.Error("install snapshot from leader; stopping", "index", c.Snapshot.GetMetadata().GetIndex(), "err", err)
+				s.fail(err)
+				return
+			}
 		}
 		for _, e := range c.Entries {
-			s.applyEntry(e, ci)
+			s.applyEntry(e)
 		}
 		if n := len(c.Entries); n > 0 {
 			s.applied.set(c.Entries[n-1].GetIndex())
@@ -30,12 +38,13 @@ func (s *Server) applyLoop() {
 	}
 }
 
-// applyEntry applies one entry. Entries at or below the consistent index
-// the store had at start-up were applied before a restart: their effects
-// are in the database already, and only raft's own bookkeeping of conf
-// changes must be redone.
-func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
+// applyEntry applies one entry. Entries at or below the store's consistent
+// index were applied before a restart, or are part of an installed
+// snapshot: their effects are in the database already, and only raft's own
+// bookkeeping of conf changes must be redone.
+func (s *Server) applyEntry(e *raftpb.Entry) {
 	index, term := e.GetIndex(), e.GetTerm()
+	ci, _ := s.store.ConsistentIndex()
 	switch e.GetType() {
 	case raftpb.EntryNormal:
 		if index <= ci {
@@ -52,7 +61,12 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			s.applier.ApplyNoop(index, term)
 			return
 		}
-		res := s.applier.Apply(index, term, r)
+		var res *apply.Result
+		if r.ClusterMemberAttrSet != nil {
+			res = s.applyMemberAttrs(index, term, r.ClusterMemberAttrSet)
+		} else {
+			res = s.applier.Apply(index, term, r)
+		}
 		s.waits.trigger(r.GetHeader().GetID(), res)
 	case raftpb.EntryConfChange:
 		cc := new(raftpb.ConfChange)
@@ -60,47 +74,96 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			s.lg.Error("skip undecodable conf change", "index", index, "err", err)
 			return
 		}
-		s.applyConfChange(index, term, cc, ci)
+		s.applyConfChange(e, cc, ci)
 	case raftpb.EntryConfChangeV2:
 		cc := new(raftpb.ConfChangeV2)
 		if err := proto.Unmarshal(e.Data, cc); err != nil {
 			s.lg.Error("skip undecodable conf change", "index", index, "err", err)
 			return
 		}
-		s.applyConfChange(index, term, cc, ci)
+		s.applyConfChange(e, cc, ci)
 	}
 }
 
-func (s *Server) applyConfChange(index, term uint64, cc raftpb.ConfChangeI, ci uint64) {
+func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChangeI, ci uint64) {
 	s.confState.set(s.node.ApplyConfChange(cc))
+	index, term := e.GetIndex(), e.GetTerm()
 	if index <= ci {
 		return
 	}
-	for _, ch := range cc.AsV2().GetChanges() {
+	v2 := cc.AsV2()
+	m, request, err := memberOf(e, v2.GetContext())
+	for _, ch := range v2.GetChanges() {
 		id := ch.GetNodeId()
+		if ch.GetType() != raftpb.ConfChangeRemoveNode && (err != nil || m.ID != id) {
+			s.lg.Error("conf change without a matching member", "index", index, "node", fmt.Sprintf("%x", id), "err", err)
+			continue
+		}
 		switch ch.GetType() {
-		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode:
-			m, err := membership.UnmarshalMember(cc.AsV2().GetContext())
-			if err != nil || m.ID != id {
-				s.lg.Error("conf change without a matching member", "index", index, "node", fmt.Sprintf("%x", id))
-				continue
-			}
-			m.IsLearner = ch.GetType() == raftpb.ConfChangeAddLearnerNode
-			if m.ID == s.cluster.LocalID() {
-				m.ClientURLs = s.cfg.AdvertiseClientURLs
-			}
-			s.cluster.Add(m)
-			if err := saveMember(s.be, m); err != nil {
-				s.lg.Error("persist member", "id", fmt.Sprintf("%x", id), "err", err)
-			}
+		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
+			s.applyMemberChange(m, ch.GetType())
 		case raftpb.ConfChangeRemoveNode:
-			s.cluster.Remove(id)
-			if err := deleteMember(s.be, id); err != nil {
-				s.lg.Error("forget member", "id", fmt.Sprintf("%x", id), "err", err)
-			}
+			s.applyMemberRemoval(id)
 		}
 	}
 	s.applier.ApplyNoop(index, term)
+	s.waits.trigger(request, &apply.Result{})
+}
+
+// applyMemberChange records an added, promoted or updated member. What a
+// member publishes about itself (name, client URLs) is kept across
+// changes that do not carry it.
+func (s *Server) applyMemberChange(m *membership.Member, typ raftpb.ConfChangeType) {
+	if old := s.cluster.Member(m.ID); old != nil {
+		m.Name = cmp.Or(m.Name, old.Name)
+		if len(m.ClientURLs) == 0 {
+			m.ClientURLs = old.ClientURLs
+		}
+	}
+	if typ != raftpb.ConfChangeUpdateNode {
+		m.IsLearner = typ == raftpb.ConfChangeAddLearnerNode
+	}
+	if m.ID == s.cluster.LocalID() {
+		m.ClientURLs = s.cfg.AdvertiseClientURLs
+	} else {
+		s.transport.AddPeer(m.ID, m.PeerURLs)
+	}
+	s.cluster.Add(m)
+	if err := saveMember(s.be, m); err != nil {
+		s.lg.Error("persist member", "id", fmt.Sprintf("%x", m.ID), "err", err)
+	}
+	s.lg.Info("member changed", "id", fmt.Sprintf("%x", m.ID), "change", typ.String(), "peer-urls", m.PeerURLs, "learner", m.IsLearner)
+}
+
+func (s *Server) applyMemberRemoval(id uint64) {
+	s.cluster.Remove(id)
+	if err := deleteMember(s.be, id); err != nil {
+		s.lg.Error("forget member", "id", fmt.Sprintf("%x", id), "err", err)
+	}
+	s.lg.Info("member removed", "id", fmt.Sprintf("%x", id))
+	if id == s.cluster.LocalID() {
+		s.lg.Warn("this member was removed from the cluster; stopping")
+		s.fail(errMemberRemoved)
+		return
+	}
+	s.transport.RemovePeer(id)
+}
+
+// applyMemberAttrs records what a member published about itself once it
+// started: its name and client URLs.
+func (s *Server) applyMemberAttrs(index, term uint64, r *membershippb.ClusterMemberAttrSetRequest) *apply.Result {
+	defer s.applier.ApplyNoop(index, term)
+	m := s.cluster.Member(r.GetMember_ID())
+	if m == nil {
+		return &apply.Result{Err: rpctypes.ErrGRPCMemberNotFound}
+	}
+	m.Name = r.GetMemberAttributes().GetName()
+	m.ClientURLs = r.GetMemberAttributes().GetClientUrls()
+	s.cluster.Add(m)
+	if err := saveMember(s.be, m); err != nil {
+		s.lg.Error("persist member", "id", fmt.Sprintf("%x", m.ID), "err", err)
+	}
+	return &apply.Result{}
 }
 
 // maybeSnapshot records a raft snapshot every --snapshot-count applied

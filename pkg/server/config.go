@@ -24,7 +24,15 @@ type Config struct {
 	InitialClusterState string
 	InitialClusterToken string
 
-	SnapshotCount     uint64
+	SnapshotCount uint64
+	// SnapshotCatchUpEntries is how much log stays behind a snapshot, so
+	// a follower that lags by less catches up without a snapshot.
+	SnapshotCatchUpEntries uint64
+	// StrictReconfigCheck refuses membership changes that would leave
+	// fewer started members than a quorum.
+	StrictReconfigCheck bool
+	MaxLearners         int
+
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
 	MaxRequestBytes   uint
@@ -49,6 +57,9 @@ func Defaults() Config {
 		InitialClusterState:      "new",
 		InitialClusterToken:      "etcd-cluster",
 		SnapshotCount:            10000,
+		SnapshotCatchUpEntries:   5000,
+		StrictReconfigCheck:      true,
+		MaxLearners:              1,
 		HeartbeatInterval:        100 * time.Millisecond,
 		ElectionTimeout:          1000 * time.Millisecond,
 		MaxRequestBytes:          1572864,
@@ -96,6 +107,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SnapshotCount == 0 {
 		return errors.New("--snapshot-count must be positive")
+	}
+	if c.SnapshotCatchUpEntries == 0 {
+		return errors.New("--snapshot-catchup-entries must be positive")
+	}
+	if c.MaxLearners < 0 {
+		return errors.New("--max-learners must not be negative")
 	}
 	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
 		return errors.New("--max-request-bytes and --max-txn-ops must be positive")

@@ -5,7 +5,9 @@ import (
 	"errors"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/version"
 )
 
@@ -57,6 +59,9 @@ func (s *Server) Compact(ctx context.Context, r *pb.CompactionRequest) (*pb.Comp
 // ReadBarrier waits until every write committed before the call is
 // applied locally.
 func (s *Server) ReadBarrier(ctx context.Context) error {
+	if s.isLearner() {
+		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	return s.reads.wait(ctx)
 }
 
@@ -100,12 +105,26 @@ func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
 	}, nil
 }
 
+// HashKV hashes the key space up to rev, so members can be compared.
+func (s *Server) HashKV(_ context.Context, rev int64) (*pb.HashKVResponse, error) {
+	h, hashRev, compactRev, err := s.store.Hash(rev)
+	switch {
+	case errors.Is(err, mvcc.ErrCompacted):
+		return nil, rpctypes.ErrGRPCCompacted
+	case errors.Is(err, mvcc.ErrFutureRev):
+		return nil, rpctypes.ErrGRPCFutureRev
+	case err != nil:
+		return nil, err
+	}
+	return &pb.HashKVResponse{Header: &pb.ResponseHeader{}, Hash: h, CompactRevision: compactRev, HashRevision: hashRev}, nil
+}
+
 // Members lists the cluster's members for Cluster.MemberList.
 func (s *Server) Members() []*pb.Member {
 	ms := s.cluster.Members()
 	out := make([]*pb.Member, len(ms))
 	for i, m := range ms {
-		out[i] = &pb.Member{ID: m.ID, Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner}
+		out[i] = memberToPB(m)
 	}
 	return out
 }

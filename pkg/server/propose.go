@@ -137,6 +137,9 @@ func (s *Server) proposeError(ctx context.Context, err error) error {
 // response or an etcd error.
 func proposeKV[T proto.Message](ctx context.Context, s *Server, r *pb.InternalRaftRequest) (T, error) {
 	var zero T
+	if s.isLearner() {
+		return zero, rpctypes.ErrGRPCNotSupportedForLearner
+	}
 	res, err := s.propose(ctx, r)
 	if err != nil {
 		return zero, err

@@ -41,6 +41,8 @@ type Server struct {
 
 	ids     idGen
 	waits   waitRegistry
+	confMu  sync.Mutex // one membership change in flight
+	failc   chan error // the apply loop cannot go on
 	applied appliedIndex
 	reads   *readLoop
 
@@ -67,7 +69,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, lg: cfg.Logger, stopc: make(chan struct{}), readyc: make(chan struct{})}
+	s := &Server{cfg: cfg, lg: cfg.Logger, stopc: make(chan struct{}), readyc: make(chan struct{}), failc: make(chan error, 1)}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -79,10 +81,14 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
+	boot, err := s.openRaft()
+	if err != nil {
+		return nil, err
+	}
 	if err := s.openStorage(); err != nil {
 		return nil, err
 	}
-	if err := s.openRaft(); err != nil {
+	if err := s.openCluster(boot); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -141,66 +147,88 @@ func (s *Server) openStorage() error {
 	return nil
 }
 
-// openRaft bootstraps a new member from the initial-* flags, or restarts
-// one from its WAL, in which case those flags are ignored as etcd does.
-func (s *Server) openRaft() error {
+// bootstrap is what a member starting for the first time knows of its
+// cluster.
+type bootstrap struct {
+	fresh              bool
+	members            []*membership.Member
+	localID, clusterID uint64
+	// join is set when the member joins an existing cluster instead of
+	// forming a new one.
+	join bool
+}
+
+// openRaft opens the member's WAL: a new member bootstraps from the
+// initial-* flags, a restarted one from its WAL, in which case those flags
+// are ignored as etcd does.
+func (s *Server) openRaft() (*bootstrap, error) {
 	dir := s.cfg.memberDir()
 	rc := raftnode.Config{
 		Dir:            dir,
+		CatchUpEntries: s.cfg.SnapshotCatchUpEntries,
 		TickInterval:   s.cfg.HeartbeatInterval,
 		ElectionTicks:  s.cfg.electionTicks(),
 		HeartbeatTicks: 1,
 		Logger:         s.lg,
 	}
-	var (
-		members            []*membership.Member
-		localID, clusterID uint64
-		err                error
-	)
-	fresh := !raftnode.WALExists(dir)
-	if fresh {
-		if members, localID, clusterID, err = s.bootstrapCluster(); err != nil {
-			return err
+	boot := &bootstrap{fresh: !raftnode.WALExists(dir)}
+	if boot.fresh {
+		if err := s.bootstrapCluster(boot); err != nil {
+			return nil, err
 		}
-		rc.Metadata = encodeMetadata(localID, clusterID)
+		rc.Metadata = encodeMetadata(boot.localID, boot.clusterID)
 	}
 	node, restored, err := raftnode.Open(rc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.node = node
-	if !fresh {
-		if localID, clusterID, err = decodeMetadata(restored.Metadata); err != nil {
-			return err
+	if !boot.fresh {
+		if boot.localID, boot.clusterID, err = decodeMetadata(restored.Metadata); err != nil {
+			return nil, err
 		}
+	}
+	if snap := restored.Snapshot; snap != nil {
+		s.snapIndex = snap.GetMetadata().GetIndex()
+		s.confState.set(snap.GetMetadata().GetConfState())
+		if err := s.cfg.installPendingDB(s.snapIndex); err != nil {
+			return nil, err
+		}
+	}
+	return boot, nil
+}
+
+// openCluster sets up the member list and the peer transport, once the
+// database is open.
+func (s *Server) openCluster(boot *bootstrap) error {
+	members := boot.members
+	if !boot.fresh {
+		var err error
 		if members, err = loadMembers(s.be); err != nil {
 			return err
 		}
 	}
 	for _, m := range members {
-		if m.ID == localID {
-			// Client URLs are not part of the raft configuration; a
-			// restarted member advertises what its flags say now.
+		if m.ID == boot.localID {
+			// A restarted member advertises what its flags say now; it
+			// publishes them to the others once it has started.
 			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 		}
 	}
-	s.cluster = membership.NewCluster(clusterID, localID, members)
-	s.ids.init(localID)
-	s.transport = raftnode.NewHTTPTransport(clusterID, s.lg)
-	s.transport.SetNode(node)
+	s.cluster = membership.NewCluster(boot.clusterID, boot.localID, members)
+	s.ids.init(boot.localID)
+	s.transport = raftnode.NewHTTPTransport(boot.clusterID, s.cfg.snapDir(), s.lg)
+	s.transport.SetNode(s.node)
+	s.transport.SetSnapshotSource(s.be)
 	for _, m := range members {
-		if m.ID != localID {
+		if m.ID != boot.localID {
 			s.transport.AddPeer(m.ID, m.PeerURLs)
 		}
 	}
-	node.SetTransport(s.transport)
-	if snap := restored.Snapshot; snap != nil {
-		s.snapIndex = snap.GetMetadata().GetIndex()
-		s.confState.set(snap.GetMetadata().GetConfState())
-	}
+	s.node.SetTransport(s.transport)
 	ci, _ := s.store.ConsistentIndex()
 	s.applied.set(max(ci, s.snapIndex))
-	if fresh {
+	if boot.fresh && !boot.join {
 		s.peers = make([]raft.Peer, 0, len(members))
 		for _, m := range members {
 			b, err := m.Marshal()
@@ -210,18 +238,16 @@ func (s *Server) openRaft() error {
 			s.peers = append(s.peers, raft.Peer{ID: m.ID, Context: b})
 		}
 	}
-	s.lg.Info("member opened", "name", s.cfg.Name, "id", fmt.Sprintf("%x", localID),
-		"cluster-id", fmt.Sprintf("%x", clusterID), "fresh", fresh, "applied-index", s.applied.get())
+	s.lg.Info("member opened", "name", s.cfg.Name, "id", fmt.Sprintf("%x", boot.localID),
+		"cluster-id", fmt.Sprintf("%x", boot.clusterID), "fresh", boot.fresh, "join", boot.join,
+		"applied-index", s.applied.get())
 	return nil
 }
 
-func (s *Server) bootstrapCluster() (members []*membership.Member, localID, clusterID uint64, err error) {
-	if s.cfg.InitialClusterState == "existing" {
-		return nil, 0, 0, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet; start a new cluster")
-	}
-	members, err = membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
+func (s *Server) bootstrapCluster(boot *bootstrap) error {
+	members, err := membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
 	if err != nil {
-		return nil, 0, 0, err
+		return err
 	}
 	var self *membership.Member
 	for _, m := range members {
@@ -230,18 +256,50 @@ func (s *Server) bootstrapCluster() (members []*membership.Member, localID, clus
 		}
 	}
 	if self == nil {
-		return nil, 0, 0, fmt.Errorf("--initial-cluster %q has no member named %q (--name)", s.cfg.InitialCluster, s.cfg.Name)
+		return fmt.Errorf("--initial-cluster %q has no member named %q (--name)", s.cfg.InitialCluster, s.cfg.Name)
 	}
 	advertised := normalizeURLs(s.cfg.InitialAdvertisePeerURLs)
 	if !slices.Equal(sortedCopy(self.PeerURLs), advertised) {
-		return nil, 0, 0, fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", s.cfg.Name, self.PeerURLs, advertised)
+		return fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", s.cfg.Name, self.PeerURLs, advertised)
+	}
+	if s.cfg.InitialClusterState == "existing" {
+		return s.joinCluster(boot, members, self)
 	}
 	self.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 	ids := make([]uint64, len(members))
 	for i, m := range members {
 		ids[i] = m.ID
 	}
-	return members, self.ID, membership.ClusterID(ids), nil
+	boot.members, boot.localID, boot.clusterID = members, self.ID, membership.ClusterID(ids)
+	return nil
+}
+
+// joinCluster asks the other members named in --initial-cluster for the
+// cluster they form, and finds this member in it by its peer URLs: it must
+// have been added with `member add` first, which gave it its ID.
+func (s *Server) joinCluster(boot *bootstrap, initial []*membership.Member, self *membership.Member) error {
+	var others []string
+	for _, m := range initial {
+		if m != self {
+			others = append(others, m.PeerURLs...)
+		}
+	}
+	if len(others) == 0 {
+		return errors.New("--initial-cluster-state=existing needs the peer URLs of existing members in --initial-cluster")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	clusterID, members, err := fetchCluster(ctx, others)
+	if err != nil {
+		return fmt.Errorf("join existing cluster: %w", err)
+	}
+	for _, m := range members {
+		if slices.Equal(sortedCopy(m.PeerURLs), sortedCopy(self.PeerURLs)) {
+			boot.members, boot.localID, boot.clusterID, boot.join = members, m.ID, clusterID, true
+			return nil
+		}
+	}
+	return fmt.Errorf("join existing cluster %x: no member has peer URLs %v; add this member with `member add` first", clusterID, self.PeerURLs)
 }
 
 func normalizeURLs(raw []string) []string {
@@ -286,9 +344,10 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.reads = newReadLoop(s)
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() { defer s.wg.Done(); s.applyLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
+	go func() { defer s.wg.Done(); s.publish() }()
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s,
@@ -303,9 +362,7 @@ func (s *Server) Run(ctx context.Context) error {
 	for _, l := range s.listeners {
 		go func() { errc <- api.Serve(serveCtx, l, gs, h, s.lg) }()
 	}
-	peerMux := http.NewServeMux()
-	peerMux.Handle(raftnode.RaftPath, s.transport)
-	peerSrv := &http.Server{Handler: peerMux, ReadHeaderTimeout: 10 * time.Second}
+	peerSrv := &http.Server{Handler: s.peerHandler(), ReadHeaderTimeout: 10 * time.Second}
 	for _, l := range s.peerListeners {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); _ = peerSrv.Serve(l) }()
@@ -315,13 +372,16 @@ func (s *Server) Run(ctx context.Context) error {
 	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
 
 	var err error
+	pending := len(s.listeners)
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
+		pending--
+	case err = <-s.failc:
 	}
 	cancel()
 	peerSrv.Close()
-	for range len(s.listeners) - boolToInt(err != nil) {
+	for range pending {
 		if e := <-errc; e != nil && err == nil {
 			err = e
 		}
@@ -330,11 +390,20 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-func boolToInt(b bool) int {
-	if b {
-		return 1
+// fail ends Run with err, for trouble that leaves the member unable to go
+// on, such as having been removed from the cluster.
+func (s *Server) fail(err error) {
+	select {
+	case s.failc <- err:
+	default:
 	}
-	return 0
+}
+
+// isLearner says whether this member is a learner, which serves only
+// serializable reads.
+func (s *Server) isLearner() bool {
+	m := s.cluster.Member(s.cluster.LocalID())
+	return m != nil && m.IsLearner
 }
 
 // Ready is closed once the member serves clients.

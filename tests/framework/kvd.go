@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -36,10 +37,11 @@ type Member struct {
 	// ExitCode is the status of the last process once it has stopped.
 	ExitCode int
 
-	t   testing.TB
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	log *lockedBuffer
+	t      testing.TB
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has exited
+	log    *lockedBuffer
 }
 
 // lockedBuffer collects a process's output while tests read it.
@@ -208,6 +210,8 @@ func (m *Member) Launch() {
 		m.t.Fatalf("start %s: %v", m.Name, err)
 	}
 	m.cmd = cmd
+	m.exited = make(chan struct{})
+	go func(done chan struct{}) { _ = cmd.Wait(); close(done) }(m.exited)
 	m.mu.Unlock()
 }
 
@@ -242,16 +246,32 @@ func (m *Member) signal(sig syscall.Signal) {
 		return
 	}
 	_ = m.cmd.Process.Signal(sig)
-	done := make(chan struct{})
-	go func() { _ = m.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-m.exited:
 	case <-time.After(15 * time.Second):
 		_ = m.cmd.Process.Kill()
-		<-done
+		<-m.exited
 	}
 	m.ExitCode = m.cmd.ProcessState.ExitCode()
 	m.cmd = nil
+}
+
+// WaitExit waits up to d for the process to exit by itself and reports
+// whether it did, recording its ExitCode.
+func (m *Member) WaitExit(d time.Duration) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return true
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(d):
+		return false
+	}
+	m.ExitCode = m.cmd.ProcessState.ExitCode()
+	m.cmd = nil
+	return true
 }
 
 // Log returns what the process printed.
@@ -268,7 +288,14 @@ func (m *Member) Log() string {
 // 127.0.0.1 ports and waits until every one is healthy.
 func StartKvdCluster(t testing.TB, n int, extra ...string) []*Member {
 	t.Helper()
-	bin := KvdBin(t)
+	return StartCluster(t, KvdBin(t), n, extra...)
+}
+
+// StartCluster starts n members of bin (kvd or etcd) forming one new
+// cluster and waits until every one is healthy. They are stopped when the
+// test ends.
+func StartCluster(t testing.TB, bin string, n int, extra ...string) []*Member {
+	t.Helper()
 	ms := make([]*Member, n)
 	cluster := ""
 	for i := range ms {
@@ -287,4 +314,26 @@ func StartKvdCluster(t testing.TB, n int, extra ...string) []*Member {
 		m.WaitHealthy(30 * time.Second)
 	}
 	return ms
+}
+
+// NewJoiningMember prepares a member that joins the cluster of ms with
+// --initial-cluster-state=existing, at peerURL (which `member add` must
+// have named). Start it with Launch; it is stopped when the test ends.
+func NewJoiningMember(t testing.TB, ms []*Member, name, peerURL string, extra ...string) *Member {
+	t.Helper()
+	m := NewMemberAt(t, ms[0].Bin, name, PickPort(t), 0, append([]string{"--initial-cluster-state", "existing"}, extra...)...)
+	m.PeerURL = peerURL
+	m.Cluster = ms[0].Cluster + "," + name + "=" + peerURL
+	t.Cleanup(m.Stop)
+	return m
+}
+
+// Endpoints joins the members' client endpoints with commas, as
+// --endpoints takes them.
+func Endpoints(ms []*Member) string {
+	eps := make([]string, len(ms))
+	for i, m := range ms {
+		eps[i] = m.Endpoint
+	}
+	return strings.Join(eps, ",")
 }

@@ -68,9 +68,9 @@ func Open(cfg Config) (*Backend, error) {
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("create dir for %s: %w", cfg.Path, err)
 	}
-	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 64 << 20})
+	db, err := openDB(cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("open database %s: %w", cfg.Path, err)
+		return nil, err
 	}
 	b := &Backend{cfg: cfg, db: db, lg: cfg.Logger, stopc: make(chan struct{}), donec: make(chan struct{})}
 	if err := b.begin(); err != nil {
@@ -79,6 +79,14 @@ func Open(cfg Config) (*Backend, error) {
 	}
 	go b.commitLoop()
 	return b, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 64 << 20})
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	return db, nil
 }
 
 func (b *Backend) begin() error {

@@ -192,3 +192,31 @@ func (c *Cluster) Remove(id uint64) {
 	defer c.mu.Unlock()
 	delete(c.members, id)
 }
+
+// Replace swaps the whole member set, as when a snapshot is installed.
+func (c *Cluster) Replace(members []*Member) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.members = make(map[uint64]*Member, len(members))
+	for _, m := range members {
+		c.members[m.ID] = m
+	}
+}
+
+// PeerURLOwner returns the ID of a member other than except that already
+// uses one of urls, or 0.
+func (c *Cluster) PeerURLOwner(urls []string, except uint64) uint64 {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for id, m := range c.members {
+		if id == except {
+			continue
+		}
+		for _, u := range m.PeerURLs {
+			if slices.Contains(urls, u) {
+				return id
+			}
+		}
+	}
+	return 0
+}

@@ -58,10 +58,37 @@ func New(be *backend.Backend, lg *slog.Logger) (*Store, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{be: be, lg: lg, index: newTreeIndex(), stopc: make(chan struct{})}
+	s := &Store{be: be, lg: lg, stopc: make(chan struct{})}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Restore replaces the store's whole content: background compactions
+// stop, replace swaps the backend's file (a snapshot received from the
+// leader), and the index is rebuilt from the new file. Readers wait for the
+// swap and never see the index of one file over the rows of the other.
+func (s *Store) Restore(replace func() error) error {
+	close(s.stopc)
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stopc = make(chan struct{})
+	if err := replace(); err != nil {
+		return err
+	}
+	return s.load()
+}
+
+// load rebuilds the key index and revisions from the backend and finishes
+// a compaction a crash interrupted.
+func (s *Store) load() error {
+	s.index = newTreeIndex()
+	s.rev = 0
 	var err error
 	var wanted int64
-	be.Read(func(tx backend.ReadTx) {
+	s.be.Read(func(tx backend.ReadTx) {
 		s.ci = getUint(tx.Get(backend.Meta, metaConsistentIndex))
 		s.term = getUint(tx.Get(backend.Meta, metaConsistentTerm))
 		s.compactRev = int64(getUint(tx.Get(backend.Meta, metaCompactDone)))
@@ -88,7 +115,7 @@ func New(be *backend.Backend, lg *slog.Logger) (*Store, error) {
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("restore key index: %w", err)
+		return fmt.Errorf("restore key index: %w", err)
 	}
 	// A new store is at revision 1, as etcd's is: the first write makes 2.
 	s.rev = max(s.rev, s.compactRev, wanted, 1)
@@ -99,7 +126,7 @@ func New(be *backend.Backend, lg *slog.Logger) (*Store, error) {
 	} else if s.compactRev > 0 {
 		s.index.compact(s.compactRev)
 	}
-	return s, nil
+	return nil
 }
 
 func getUint(b []byte) uint64 {

@@ -35,6 +35,11 @@ type Config struct {
 	// Metadata is stored in a newly created WAL and returned on restart.
 	Metadata []byte
 
+	// CatchUpEntries is how many entries stay in memory behind a snapshot
+	// so a follower that lags a little can catch up from the log instead
+	// of needing the whole database.
+	CatchUpEntries uint64
+
 	TickInterval   time.Duration
 	ElectionTicks  int
 	HeartbeatTicks int
@@ -48,11 +53,6 @@ type Committed struct {
 	Snapshot *raftpb.Snapshot
 	Entries  []*raftpb.Entry
 }
-
-// catchUpEntries is how many entries stay in memory behind a snapshot so a
-// follower that lags a little can catch up from the log instead of needing
-// a whole snapshot.
-const catchUpEntries = 5000
 
 // Node is a running raft member.
 type Node struct {
@@ -109,7 +109,8 @@ func Open(cfg Config) (*Node, *Restored, error) {
 
 // Start starts raft as member id and the loop that drives it, on a
 // goroutine the Node owns until Stop. peers bootstraps a new cluster and is
-// ignored when the member restarts from its WAL.
+// ignored when the member restarts from its WAL; a new member with no peers
+// joins an existing cluster, whose leader sends it the log or a snapshot.
 func (n *Node) Start(id uint64, peers []raft.Peer) error {
 	rc := &raft.Config{
 		ID:              id,
@@ -126,10 +127,7 @@ func (n *Node) Start(id uint64, peers []raft.Peer) error {
 		rc.Applied = snap.GetMetadata().GetIndex()
 	}
 	n.id = id
-	if n.restored.Fresh {
-		if len(peers) == 0 {
-			return errors.New("raftnode: a new member needs its initial peers")
-		}
+	if n.restored.Fresh && len(peers) > 0 {
 		n.raft = raft.StartNode(rc, peers)
 	} else {
 		n.raft = raft.RestartNode(rc)
@@ -286,6 +284,11 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.raft.Propose(ctx, data)
 }
 
+// ProposeConfChange asks raft to replicate a membership change.
+func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) error {
+	return n.raft.ProposeConfChange(ctx, cc)
+}
+
 // ReadIndex asks the leader for the commit index that a linearizable read
 // must wait for; the answer comes on ReadStates tagged with rctx.
 func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
@@ -309,6 +312,12 @@ func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) { n.raft.Report
 
 // Step hands a message from a peer to raft.
 func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
+
+// TransferLeadership asks the leader to hand over to member to. It
+// returns at once; watch Leader to see it happen.
+func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
+	n.raft.TransferLeadership(ctx, n.lead.Load(), to)
+}
 
 // Leader returns the ID of the known leader, or 0.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
@@ -346,9 +355,9 @@ func (n *Node) Snapshot(index uint64, cs *raftpb.ConfState) error {
 	if err := n.disk.snaps.Purge(5); err != nil {
 		n.lg.Warn("purge old snapshots", "err", err)
 	}
-	if index > catchUpEntries {
-		if err := n.storage.Compact(index - catchUpEntries); err != nil && !errors.Is(err, raft.ErrCompacted) {
-			return fmt.Errorf("compact raft log to %d: %w", index-catchUpEntries, err)
+	if keep := n.cfg.CatchUpEntries; index > keep {
+		if err := n.storage.Compact(index - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {
+			return fmt.Errorf("compact raft log to %d: %w", index-keep, err)
 		}
 	}
 	return nil

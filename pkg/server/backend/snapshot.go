@@ -1,0 +1,53 @@
+package backend
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// Snapshot writes a consistent copy of the committed database to w and
+// returns its size. It runs in its own read transaction, so writers go on
+// while a large file streams to a slow peer; commit first (ForceCommit)
+// when the copy must hold everything applied so far.
+func (b *Backend) Snapshot(w io.Writer) (int64, error) {
+	b.mu.RLock()
+	db := b.db
+	tx, err := db.Begin(false)
+	b.mu.RUnlock()
+	if err != nil {
+		return 0, fmt.Errorf("begin snapshot transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	n, err := tx.WriteTo(w)
+	if err != nil {
+		return n, fmt.Errorf("write database snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// Replace swaps the database for the file at path, which becomes the
+// backend's file: what is pending is committed first, then the old file is
+// closed and the new one renamed over it. Readers and writers wait for the
+// swap, which itself waits for a Snapshot still streaming from the old
+// file.
+func (b *Backend) Replace(path string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.tx.Commit(); err != nil {
+		return fmt.Errorf("commit before replacing database: %w", err)
+	}
+	b.pending = 0
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("close database %s: %w", b.cfg.Path, err)
+	}
+	if err := os.Rename(path, b.cfg.Path); err != nil {
+		return fmt.Errorf("move %s over %s: %w", path, b.cfg.Path, err)
+	}
+	db, err := openDB(b.cfg.Path)
+	if err != nil {
+		return err
+	}
+	b.db = db
+	return b.begin()
+}

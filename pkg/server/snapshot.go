@@ -1,0 +1,79 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvd-io/kvd/pkg/server/raftnode"
+)
+
+// A member that fell too far behind receives the leader's database with a
+// raft snapshot. The transport saves it next to the raft snapshots; the
+// apply loop swaps it in when raft hands the snapshot over.
+
+func (c *Config) snapDir() string { return filepath.Join(c.memberDir(), "snap") }
+
+// installSnapshot replaces the local state with the database that came
+// with snap, then takes the member list from it.
+func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
+	index := snap.GetMetadata().GetIndex()
+	path := raftnode.SnapshotDBPath(s.cfg.snapDir(), index)
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("database for snapshot %d: %w", index, err)
+	}
+	if err := s.store.Restore(func() error { return s.be.Replace(path) }); err != nil {
+		return fmt.Errorf("restore store from snapshot %d: %w", index, err)
+	}
+	if err := s.reloadMembers(); err != nil {
+		return err
+	}
+	s.snapIndex = index
+	s.confState.set(snap.GetMetadata().GetConfState())
+	ci, _ := s.store.ConsistentIndex()
+	s.applied.set(max(ci, index))
+	s.lg.Info("installed snapshot from leader", "index", index, "consistent-index", ci, "revision", s.store.Rev())
+	return nil
+}
+
+// reloadMembers makes the member list, and the peers the transport talks
+// to, what the database says.
+func (s *Server) reloadMembers() error {
+	members, err := loadMembers(s.be)
+	if err != nil {
+		return err
+	}
+	known := map[uint64]bool{}
+	for _, m := range members {
+		known[m.ID] = true
+		if m.ID == s.cluster.LocalID() {
+			m.ClientURLs = s.cfg.AdvertiseClientURLs
+			continue
+		}
+		s.transport.AddPeer(m.ID, m.PeerURLs)
+	}
+	for _, id := range s.transport.PeerIDs() {
+		if !known[id] {
+			s.transport.RemovePeer(id)
+		}
+	}
+	s.cluster.Replace(members)
+	return nil
+}
+
+// installPendingDB finishes an install a crash interrupted: raft had
+// persisted the snapshot at index, so the database that came with it must
+// become the member's before anything is read.
+func (c *Config) installPendingDB(index uint64) error {
+	path := raftnode.SnapshotDBPath(c.snapDir(), index)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err := os.Rename(path, c.dbPath()); err != nil {
+		return fmt.Errorf("install database of snapshot %d: %w", index, err)
+	}
+	return nil
+}
