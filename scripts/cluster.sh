@@ -78,6 +78,8 @@ cmd_start() {
       --initial-cluster-token "$TOKEN" >>"$DIR/infra$i.log" 2>&1 </dev/null &
     echo $! >"$DIR/infra$i.pid"
   done
+  # Interrupted before every member is healthy: stop the ones started.
+  trap 'cmd_stop >&2; exit 130' INT TERM
   for i in $(seq "$n"); do
     local ok=""
     for _ in $(seq 150); do
@@ -92,6 +94,7 @@ cmd_start() {
       exit 1
     fi
   done
+  trap - INT TERM
   # shellcheck disable=SC2046 # one word per member index
   eps=$(endpoints_of $(seq "$n"))
   echo "kvd cluster of $n up (data, logs and pids in $DIR)"
