@@ -16,13 +16,18 @@ export KVD_ETCDCTL_BIN := $(ETCDCTL)
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pkg/server/... ./pkg/client/...
 
-.PHONY: build run test unit e2e interop bench lint tools clean
+.PHONY: build run cluster test unit e2e interop bench lint tools clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 run: build
 	$(BIN)/kvd --data-dir $(DATA_DIR)
+
+# A local 3-member cluster on the Procfile ports (12379, 22379, 32379), left
+# running in the background; `scripts/cluster.sh stop` ends it.
+cluster:
+	./scripts/cluster.sh start
 
 tools: $(ETCD) $(ETCDCTL)
 

@@ -7,7 +7,10 @@
 //
 // It drives gRPC stubs directly, with --conns connections shared round-robin
 // by --clients workers, so what it measures is the server, not a client
-// library's retries and balancing.
+// library's retries and balancing. With several --endpoints (comma separated)
+// connection i goes to endpoint i mod len(endpoints), as etcd's benchmark
+// tool does, so the load spreads over all members when --conns is at least
+// their number.
 package main
 
 import (
@@ -119,6 +122,12 @@ func randInt(n int64) int64 {
 
 // run spreads o.total calls of op over o.clients workers and reports.
 func (o *options) run(op func(context.Context, pb.KVClient) error) error {
+	if o.conns < 1 || o.clients < 1 || len(o.endpoints) == 0 {
+		return fmt.Errorf("--conns, --clients and --endpoints must each be at least one")
+	}
+	if o.conns < len(o.endpoints) {
+		fmt.Fprintf(os.Stderr, "kvbench: only %d of %d endpoints get load; raise --conns to spread it over all\n", o.conns, len(o.endpoints))
+	}
 	conns := make([]*grpc.ClientConn, o.conns)
 	for i := range conns {
 		ep := o.endpoints[i%len(o.endpoints)]
