@@ -72,7 +72,7 @@ func (l *readLoop) run(stopc <-chan struct{}) {
 // readRetry is how long a ReadIndex request waits for its answer before it
 // is sent again; raft drops such requests silently while, for example, a
 // new leader has not yet committed an entry of its term.
-const readRetry = 500 * time.Millisecond
+const readRetry = 250 * time.Millisecond
 
 func (l *readLoop) round(stopc <-chan struct{}) error {
 	s := l.s
@@ -91,9 +91,15 @@ func (l *readLoop) readIndex(ctx context.Context, rctx []byte, stopc <-chan stru
 	s := l.s
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	start := time.Now()
 	for {
 		select {
 		case <-retry.C:
+			// Without a leader for a whole election timeout, none is
+			// coming soon: fail now rather than at the request timeout.
+			if s.node.Leader() == 0 && time.Since(start) > s.cfg.ElectionTimeout {
+				return 0, rpctypes.ErrGRPCNoLeader
+			}
 			if err := s.node.ReadIndex(ctx, rctx); err != nil {
 				return 0, s.proposeError(ctx, err)
 			}

@@ -26,7 +26,10 @@ type Member struct {
 	DataDir  string
 	Endpoint string // host:port of the client URL
 	PeerURL  string
-	Extra    []string
+	// AdvertisePeerURL, when set, is the peer URL the member advertises
+	// instead of PeerURL, where it listens: a proxy's, for fault tests.
+	AdvertisePeerURL string
+	Extra            []string
 	// Cluster is the --initial-cluster value; empty for a single member.
 	Cluster string
 	// Env is added to the process environment.
@@ -166,7 +169,7 @@ func (m *Member) Args() []string {
 	args := []string{
 		"--name", m.Name, "--data-dir", m.DataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
+		"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.advertisedPeerURL(),
 		"--initial-cluster", m.initialCluster(),
 		"--log-level", "warn",
 	}
@@ -185,7 +188,25 @@ func (m *Member) initialCluster() string {
 	if m.Cluster != "" {
 		return m.Cluster
 	}
-	return m.Name + "=" + m.PeerURL
+	return m.Name + "=" + m.advertisedPeerURL()
+}
+
+func (m *Member) advertisedPeerURL() string {
+	if m.AdvertisePeerURL != "" {
+		return m.AdvertisePeerURL
+	}
+	return m.PeerURL
+}
+
+// Healthy says whether the member's /health answers true right now.
+func (m *Member) Healthy() bool {
+	client := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: m.TLS}}
+	resp, err := client.Get(m.ClientURL() + "/health")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // Start (re)starts the process and waits until it serves /health.
@@ -219,14 +240,9 @@ func (m *Member) Launch() {
 func (m *Member) WaitHealthy(d time.Duration) {
 	m.t.Helper()
 	deadline := time.Now().Add(d)
-	client := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: m.TLS}}
 	for time.Now().Before(deadline) {
-		resp, err := client.Get(m.ClientURL() + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if m.Healthy() {
+			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -296,14 +312,33 @@ func StartKvdCluster(t testing.TB, n int, extra ...string) []*Member {
 // test ends.
 func StartCluster(t testing.TB, bin string, n int, extra ...string) []*Member {
 	t.Helper()
+	return startCluster(t, bin, n, nil, extra)
+}
+
+// StartKvdClusterBehindProxies starts n kvd members whose peer traffic
+// reaches each of them through a Proxy, returned in the same order, so a
+// test can cut any member off.
+func StartKvdClusterBehindProxies(t testing.TB, n int, extra ...string) ([]*Member, []*Proxy) {
+	t.Helper()
+	proxies := make([]*Proxy, n)
+	ms := startCluster(t, KvdBin(t), n, proxies, extra)
+	return ms, proxies
+}
+
+func startCluster(t testing.TB, bin string, n int, proxies []*Proxy, extra []string) []*Member {
+	t.Helper()
 	ms := make([]*Member, n)
 	cluster := ""
 	for i := range ms {
 		ms[i] = NewMemberAt(t, bin, fmt.Sprintf("m%d", i+1), PickPort(t), PickPort(t), extra...)
+		if proxies != nil {
+			proxies[i] = StartProxy(t, strings.TrimPrefix(ms[i].PeerURL, "http://"))
+			ms[i].AdvertisePeerURL = "http://" + proxies[i].Addr()
+		}
 		if i > 0 {
 			cluster += ","
 		}
-		cluster += ms[i].Name + "=" + ms[i].PeerURL
+		cluster += ms[i].Name + "=" + ms[i].advertisedPeerURL()
 	}
 	for _, m := range ms {
 		m.Cluster = cluster

@@ -1,0 +1,211 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/kvd-io/kvd/tests/framework"
+)
+
+// hashesAgree checks that every member hashes its history to the same
+// value at revision rev.
+func hashesAgree(ctx context.Context, t *testing.T, ms []*framework.Member, rev int64) error {
+	t.Helper()
+	var first uint32
+	for i, m := range ms {
+		h, err := client(t, m.Endpoint).HashKV(ctx, m.Endpoint, rev)
+		if err != nil {
+			return fmt.Errorf("hashkv %s: %w", m.Name, err)
+		}
+		if i == 0 {
+			first = h.Hash
+		} else if h.Hash != first {
+			return fmt.Errorf("%s hashes %x at rev %d, %s %x", m.Name, h.Hash, rev, ms[0].Name, first)
+		}
+	}
+	return nil
+}
+
+// countOn reads the number of keys under prefix from member m alone.
+func countOn(ctx context.Context, t *testing.T, m *framework.Member, prefix string) (int64, error) {
+	resp, err := client(t, m.Endpoint).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, err
+	}
+	return resp.Count, nil
+}
+
+// TestFollowerCatchesUpBySnapshot: a follower that missed more entries
+// than the leader keeps in its log receives the leader's database, and
+// keeps it across a restart.
+func TestFollowerCatchesUpBySnapshot(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10", "--log-level", "info")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lagging := ms[2]
+	lagging.Stop()
+	c := client(t, ms[0].Endpoint, ms[1].Endpoint)
+	for i := range 300 {
+		if _, err := c.Put(ctx, fmt.Sprintf("k/%03d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lagging.Start()
+	eventually(t, 30*time.Second, "lagging member has every key", func() error {
+		n, err := countOn(ctx, t, lagging, "k/")
+		if err == nil && n != 300 {
+			err = fmt.Errorf("%d keys", n)
+		}
+		return err
+	})
+	if !strings.Contains(lagging.Log(), "installed snapshot from leader") {
+		t.Fatalf("the lagging member caught up without a snapshot; log:\n%s", lagging.Log())
+	}
+	rev, err := c.Get(ctx, "k/000")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hashesAgree(ctx, t, ms, rev.Header.Revision); err != nil {
+		t.Fatal(err)
+	}
+	lagging.Kill()
+	lagging.Start()
+	if n, err := countOn(ctx, t, lagging, "k/"); err != nil || n != 300 {
+		t.Fatalf("after a restart the installed snapshot holds %d keys (%v)", n, err)
+	}
+}
+
+// TestWrongTokenCannotJoin: a member that lost its data and restarts as
+// a new member with another cluster token forms another cluster ID; the
+// cluster refuses its messages and keeps serving.
+func TestWrongTokenCannotJoin(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stray := ms[2]
+	stray.Stop()
+	if err := os.RemoveAll(stray.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	stray.Extra = append(stray.Extra, "--initial-cluster-token", "another-cluster")
+	stray.Launch()
+	eventually(t, 10*time.Second, "the cluster refuses the stray member", func() error {
+		if !strings.Contains(ms[0].Log()+ms[1].Log(), "refused raft messages from another cluster") {
+			return errors.New("no refusal logged")
+		}
+		return nil
+	})
+	if stray.Healthy() {
+		t.Fatal("a member of another cluster became healthy")
+	}
+	if _, err := client(t, ms[0].Endpoint, ms[1].Endpoint).Put(ctx, "still", "serving"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestMajorityLoss: with two of three members dead the survivor refuses
+// writes and linearizable reads with an error instead of hanging, and
+// nothing it refused shows up once the others return.
+func TestMajorityLoss(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ms[1].Kill()
+	ms[2].Kill()
+	c := client(t, ms[0].Endpoint)
+	eventually(t, 10*time.Second, "the survivor loses its leader", func() error {
+		st, err := c.Status(ctx, ms[0].Endpoint)
+		if err == nil && st.Leader != 0 {
+			err = fmt.Errorf("leader %x", st.Leader)
+		}
+		return err
+	})
+	for _, tc := range []struct {
+		name string
+		call func(context.Context) error
+	}{
+		{"put", func(ctx context.Context) error { _, err := c.Put(ctx, "lost", "v"); return err }},
+		{"linearizable get", func(ctx context.Context) error { _, err := c.Get(ctx, "lost"); return err }},
+	} {
+		cctx, ccancel := context.WithTimeout(ctx, 10*time.Second)
+		start := time.Now()
+		err := tc.call(cctx)
+		ccancel()
+		if err == nil {
+			t.Fatalf("%s without a quorum succeeded", tc.name)
+		}
+		// clientv3 retries a read that failed with "no leader" until its
+		// deadline, so only the write shows the server's error.
+		if tc.name == "put" && !strings.Contains(err.Error(), "etcdserver:") {
+			t.Errorf("%s without a quorum: %v, want an etcdserver error", tc.name, err)
+		}
+		t.Logf("%s failed after %v: %v", tc.name, time.Since(start).Round(time.Millisecond), err)
+	}
+	ms[1].Launch()
+	ms[2].Launch()
+	for _, m := range ms {
+		m.WaitHealthy(30 * time.Second)
+	}
+	resp, err := c.Get(ctx, "lost")
+	if err != nil || resp.Count != 0 {
+		t.Fatalf("a refused write appeared: %v %v", resp, err)
+	}
+}
+
+// TestPartitionedMemberConverges: a member cut off from its peers'
+// messages refuses linearizable reads while the majority keeps taking
+// writes; once healed it catches up to the same history.
+func TestPartitionedMemberConverges(t *testing.T) {
+	ms, proxies := framework.StartKvdClusterBehindProxies(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Cut off a follower, so the test does not also wait for an election.
+	iso := 2
+	if st, err := client(t, ms[2].Endpoint).Status(ctx, ms[2].Endpoint); err == nil && st.Leader == st.Header.MemberId {
+		iso = 1
+	}
+	proxies[iso].Cut()
+	majority := []string{}
+	for i, m := range ms {
+		if i != iso {
+			majority = append(majority, m.Endpoint)
+		}
+	}
+	c := client(t, majority...)
+	for i := range 50 {
+		if _, err := c.Put(ctx, fmt.Sprintf("p/%02d", i), "v"); err != nil {
+			t.Fatalf("majority write %d: %v", i, err)
+		}
+	}
+	isolated := client(t, ms[iso].Endpoint)
+	eventually(t, 15*time.Second, "the isolated member refuses linearizable reads", func() error {
+		rctx, rcancel := context.WithTimeout(ctx, 3*time.Second)
+		defer rcancel()
+		if _, err := isolated.Get(rctx, "p/00"); err == nil {
+			return errors.New("linearizable read served")
+		}
+		return nil
+	})
+	proxies[iso].Heal()
+	last, err := c.Put(ctx, "healed", "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the healed member converges", func() error {
+		n, err := countOn(ctx, t, ms[iso], "p/")
+		if err == nil && n != 50 {
+			return fmt.Errorf("%d keys", n)
+		}
+		if err != nil {
+			return err
+		}
+		return hashesAgree(ctx, t, ms, last.Header.Revision)
+	})
+}
