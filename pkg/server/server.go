@@ -63,7 +63,11 @@ type Server struct {
 // New opens (or creates) the member's data and starts its raft node. It
 // binds the client listeners, so a port conflict fails here rather than
 // after the member has joined. Call Run to serve, or Close to give up.
-func New(cfg Config) (_ *Server, err error) {
+func New(cfg Config) (*Server, error) { return NewContext(context.Background(), cfg) }
+
+// NewContext is New whose waiting, for discovery on a first start, ends
+// with ctx.
+func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -82,7 +86,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.openStorage(); err != nil {
 		return nil, err
 	}
-	if err := s.openRaft(); err != nil {
+	if err := s.openRaft(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -143,7 +147,7 @@ func (s *Server) openStorage() error {
 
 // openRaft bootstraps a new member from the initial-* flags, or restarts
 // one from its WAL, in which case those flags are ignored as etcd does.
-func (s *Server) openRaft() error {
+func (s *Server) openRaft(ctx context.Context) error {
 	dir := s.cfg.memberDir()
 	rc := raftnode.Config{
 		Dir:            dir,
@@ -159,7 +163,7 @@ func (s *Server) openRaft() error {
 	)
 	fresh := !raftnode.WALExists(dir)
 	if fresh {
-		if members, localID, clusterID, err = s.bootstrapCluster(); err != nil {
+		if members, localID, clusterID, err = s.bootstrapCluster(ctx); err != nil {
 			return err
 		}
 		rc.Metadata = encodeMetadata(localID, clusterID)
@@ -215,9 +219,12 @@ func (s *Server) openRaft() error {
 	return nil
 }
 
-func (s *Server) bootstrapCluster() (members []*membership.Member, localID, clusterID uint64, err error) {
+func (s *Server) bootstrapCluster(ctx context.Context) (members []*membership.Member, localID, clusterID uint64, err error) {
 	if s.cfg.InitialClusterState == "existing" {
 		return nil, 0, 0, errors.New("joining an existing cluster (--initial-cluster-state=existing) is not supported yet; start a new cluster")
+	}
+	if err := s.cfg.resolveInitialCluster(ctx); err != nil {
+		return nil, 0, 0, err
 	}
 	members, err = membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
 	if err != nil {
@@ -232,9 +239,8 @@ func (s *Server) bootstrapCluster() (members []*membership.Member, localID, clus
 	if self == nil {
 		return nil, 0, 0, fmt.Errorf("--initial-cluster %q has no member named %q (--name)", s.cfg.InitialCluster, s.cfg.Name)
 	}
-	advertised := normalizeURLs(s.cfg.InitialAdvertisePeerURLs)
-	if !slices.Equal(sortedCopy(self.PeerURLs), advertised) {
-		return nil, 0, 0, fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", s.cfg.Name, self.PeerURLs, advertised)
+	if err := s.cfg.advertisedPeerURLsMatch(ctx, self.PeerURLs); err != nil {
+		return nil, 0, 0, err
 	}
 	self.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 	ids := make([]uint64, len(members))
