@@ -75,6 +75,16 @@ func TestDiscoveryV3Bootstrap(t *testing.T) {
 		t.Fatalf("write to the discovered cluster: %v", err)
 	}
 
+	// A restarted member knows its cluster from its data and ignores
+	// discovery, which is not even reachable any more.
+	disc.Stop()
+	ms[0].Stop()
+	ms[0].Start()
+	if resp, err := kvdClient(t, ms[0].Endpoint).Get(ctx, "k"); err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("read after restart without discovery: %v %v", resp, err)
+	}
+	disc.Start()
+
 	extra := framework.NewKvdDiscoveryMembers(t, 4, flags...)[3]
 	extra.Launch()
 	t.Cleanup(extra.Stop)
