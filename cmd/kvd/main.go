@@ -175,6 +175,9 @@ func run(cfg server.Config) error {
 	defer stop()
 	s, err := server.NewContext(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // stopped while waiting for discovery
+		}
 		return err
 	}
 	err = s.Run(ctx)

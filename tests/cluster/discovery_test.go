@@ -133,3 +133,33 @@ func TestDiscoverySRVBootstrap(t *testing.T) {
 		t.Fatalf("write to the discovered cluster: %v", err)
 	}
 }
+
+// TestDiscoveryWaitStops: a member waiting for the rest of its cluster to
+// register stops promptly and cleanly on SIGTERM.
+func TestDiscoveryWaitStops(t *testing.T) {
+	disc := framework.StartKvd(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := kvdClient(t, disc.Endpoint)
+	if _, err := c.Put(ctx, discovery.SizeKey("waiting"), "2"); err != nil {
+		t.Fatal(err)
+	}
+	m := framework.NewKvdDiscoveryMembers(t, 1, "--discovery-endpoints", disc.ClientURL(), "--discovery-token", "waiting")[0]
+	m.Launch()
+	t.Cleanup(m.Stop)
+	for {
+		resp, err := c.Get(ctx, discovery.MembersPrefix("waiting"), kvdclient.WithPrefix(), kvdclient.WithCountOnly())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Count == 1 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := time.Now()
+	m.Stop()
+	if d := time.Since(start); d > 5*time.Second || m.ExitCode != 0 {
+		t.Fatalf("stop while waiting for discovery took %v and exited with %d; log:\n%s", d, m.ExitCode, m.Log())
+	}
+}
