@@ -67,6 +67,13 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.String("initial-cluster", "", "Initial cluster configuration for bootstrapping, as name=peer-url pairs (default \"${name}=${initial-advertise-peer-urls}\").")
 	fs.String("initial-cluster-state", d.InitialClusterState, "Initial cluster state ('new' or 'existing').")
 	fs.String("initial-cluster-token", d.InitialClusterToken, "Initial cluster token for the cluster during bootstrap.")
+	fs.String("discovery-srv", "", "DNS domain whose SRV records list the peers of a new cluster.")
+	fs.String("discovery-srv-name", "", "Suffix of the DNS SRV service name looked up with --discovery-srv.")
+	fs.String("discovery-endpoints", "", "Client URLs of a cluster serving v3 discovery for bootstrapping a new cluster.")
+	fs.String("discovery-token", "", "Discovery token naming the new cluster on the v3 discovery service.")
+	fs.Duration("discovery-dial-timeout", d.DiscoveryDialTimeout, "Dial timeout for v3 discovery.")
+	fs.Duration("discovery-request-timeout", d.DiscoveryRequestTimeout, "Timeout of each request to the v3 discovery service.")
+	fs.String("discovery-dns-server", "", "kvd only: host:port of the DNS server that --discovery-srv look-ups go to, instead of the system's resolver.")
 	fs.Uint64("snapshot-count", d.SnapshotCount, "Number of applied raft entries between two snapshots of the raft log.")
 	fs.Uint64("snapshot-catchup-entries", d.SnapshotCatchUpEntries, "Number of raft entries kept after a snapshot so a slow follower can catch up without the whole database.")
 	fs.Bool("strict-reconfig-check", d.StrictReconfigCheck, "Refuse membership changes that would leave the cluster without a quorum of started members.")
@@ -116,6 +123,13 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		InitialCluster:           v.GetString("initial-cluster"),
 		InitialClusterState:      v.GetString("initial-cluster-state"),
 		InitialClusterToken:      v.GetString("initial-cluster-token"),
+		DiscoverySRV:             v.GetString("discovery-srv"),
+		DiscoverySRVName:         v.GetString("discovery-srv-name"),
+		DiscoveryEndpoints:       urlList(v, "discovery-endpoints"),
+		DiscoveryToken:           v.GetString("discovery-token"),
+		DiscoveryDialTimeout:     v.GetDuration("discovery-dial-timeout"),
+		DiscoveryRequestTimeout:  v.GetDuration("discovery-request-timeout"),
+		DiscoveryDNSServer:       v.GetString("discovery-dns-server"),
 		SnapshotCount:            v.GetUint64("snapshot-count"),
 		SnapshotCatchUpEntries:   v.GetUint64("snapshot-catchup-entries"),
 		StrictReconfigCheck:      v.GetBool("strict-reconfig-check"),
@@ -165,8 +179,11 @@ func printVersion() {
 func run(cfg server.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	s, err := server.New(cfg)
+	s, err := server.NewContext(ctx, cfg)
 	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil // stopped while waiting for discovery
+		}
 		return err
 	}
 	err = s.Run(ctx)

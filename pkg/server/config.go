@@ -24,6 +24,20 @@ type Config struct {
 	InitialClusterState string
 	InitialClusterToken string
 
+	// DiscoverySRV is a domain whose SRV records list the peers of a new
+	// cluster; DiscoverySRVName is the optional service name suffix.
+	DiscoverySRV     string
+	DiscoverySRVName string
+	// DiscoveryEndpoints and DiscoveryToken bootstrap a new cluster
+	// through v3 discovery on another cluster.
+	DiscoveryEndpoints      []string
+	DiscoveryToken          string
+	DiscoveryDialTimeout    time.Duration
+	DiscoveryRequestTimeout time.Duration
+	// DiscoveryDNSServer (kvd only, host:port) sends the SRV and host
+	// look-ups of discovery to that DNS server instead of the system's.
+	DiscoveryDNSServer string
+
 	SnapshotCount uint64
 	// SnapshotCatchUpEntries is how much log stays behind a snapshot, so
 	// a follower that lags by less catches up without a snapshot.
@@ -56,6 +70,8 @@ func Defaults() Config {
 		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
 		InitialClusterState:      "new",
 		InitialClusterToken:      "etcd-cluster",
+		DiscoveryDialTimeout:     2 * time.Second,
+		DiscoveryRequestTimeout:  5 * time.Second,
 		SnapshotCount:            10000,
 		SnapshotCatchUpEntries:   5000,
 		StrictReconfigCheck:      true,
@@ -77,7 +93,10 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		c.DataDir = c.Name + ".kvd"
 	}
-	if c.InitialCluster == "" {
+	if err := c.validateDiscovery(); err != nil {
+		return err
+	}
+	if c.InitialCluster == "" && !c.usesDiscovery() {
 		c.InitialCluster = initialClusterOf(c.Name, c.InitialAdvertisePeerURLs)
 	}
 	for flag, urls := range map[string][]string{

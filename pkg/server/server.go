@@ -65,7 +65,11 @@ type Server struct {
 // New opens (or creates) the member's data and starts its raft node. It
 // binds the client listeners, so a port conflict fails here rather than
 // after the member has joined. Call Run to serve, or Close to give up.
-func New(cfg Config) (_ *Server, err error) {
+func New(cfg Config) (*Server, error) { return NewContext(context.Background(), cfg) }
+
+// NewContext is New whose waiting, for discovery on a first start, ends
+// with ctx.
+func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
-	boot, err := s.openRaft()
+	boot, err := s.openRaft(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +165,7 @@ type bootstrap struct {
 // openRaft opens the member's WAL: a new member bootstraps from the
 // initial-* flags, a restarted one from its WAL, in which case those flags
 // are ignored as etcd does.
-func (s *Server) openRaft() (*bootstrap, error) {
+func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 	dir := s.cfg.memberDir()
 	rc := raftnode.Config{
 		Dir:            dir,
@@ -173,7 +177,7 @@ func (s *Server) openRaft() (*bootstrap, error) {
 	}
 	boot := &bootstrap{fresh: !raftnode.WALExists(dir)}
 	if boot.fresh {
-		if err := s.bootstrapCluster(boot); err != nil {
+		if err := s.bootstrapCluster(ctx, boot); err != nil {
 			return nil, err
 		}
 		rc.Metadata = encodeMetadata(boot.localID, boot.clusterID)
@@ -244,7 +248,10 @@ func (s *Server) openCluster(boot *bootstrap) error {
 	return nil
 }
 
-func (s *Server) bootstrapCluster(boot *bootstrap) error {
+func (s *Server) bootstrapCluster(ctx context.Context, boot *bootstrap) error {
+	if err := s.cfg.resolveInitialCluster(ctx); err != nil {
+		return err
+	}
 	members, err := membership.ParseInitialCluster(s.cfg.InitialCluster, s.cfg.InitialClusterToken)
 	if err != nil {
 		return err
@@ -258,12 +265,11 @@ func (s *Server) bootstrapCluster(boot *bootstrap) error {
 	if self == nil {
 		return fmt.Errorf("--initial-cluster %q has no member named %q (--name)", s.cfg.InitialCluster, s.cfg.Name)
 	}
-	advertised := normalizeURLs(s.cfg.InitialAdvertisePeerURLs)
-	if !slices.Equal(sortedCopy(self.PeerURLs), advertised) {
-		return fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", s.cfg.Name, self.PeerURLs, advertised)
+	if err := s.cfg.advertisedPeerURLsMatch(ctx, self.PeerURLs); err != nil {
+		return err
 	}
 	if s.cfg.InitialClusterState == "existing" {
-		return s.joinCluster(boot, members, self)
+		return s.joinCluster(ctx, boot, members, self)
 	}
 	self.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 	ids := make([]uint64, len(members))
@@ -277,7 +283,7 @@ func (s *Server) bootstrapCluster(boot *bootstrap) error {
 // joinCluster asks the other members named in --initial-cluster for the
 // cluster they form, and finds this member in it by its peer URLs: it must
 // have been added with `member add` first, which gave it its ID.
-func (s *Server) joinCluster(boot *bootstrap, initial []*membership.Member, self *membership.Member) error {
+func (s *Server) joinCluster(ctx context.Context, boot *bootstrap, initial []*membership.Member, self *membership.Member) error {
 	var others []string
 	for _, m := range initial {
 		if m != self {
@@ -287,7 +293,7 @@ func (s *Server) joinCluster(boot *bootstrap, initial []*membership.Member, self
 	if len(others) == 0 {
 		return errors.New("--initial-cluster-state=existing needs the peer URLs of existing members in --initial-cluster")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	clusterID, members, err := fetchCluster(ctx, others)
 	if err != nil {

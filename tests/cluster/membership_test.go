@@ -150,7 +150,7 @@ func TestMembershipChanges(t *testing.T) {
 	if _, err := c.MemberRemove(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	if !m4.WaitExit(15 * time.Second) {
+	if _, exited := m4.WaitExit(15 * time.Second); !exited {
 		t.Fatalf("removed member still running; log:\n%s", m4.Log())
 	}
 	ml, err = c.MemberList(ctx)

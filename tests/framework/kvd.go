@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,9 @@ type Member struct {
 	Extra            []string
 	// Cluster is the --initial-cluster value; empty for a single member.
 	Cluster string
+	// NoInitialCluster leaves --initial-cluster off the command line, for
+	// a member that finds its cluster through discovery flags in Extra.
+	NoInitialCluster bool
 	// Env is added to the process environment.
 	Env []string
 	// TLS, when set, makes the client URL https:// and is the client
@@ -170,8 +174,10 @@ func (m *Member) Args() []string {
 		"--name", m.Name, "--data-dir", m.DataDir,
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.advertisedPeerURL(),
-		"--initial-cluster", m.initialCluster(),
 		"--log-level", "warn",
+	}
+	if !m.NoInitialCluster {
+		args = append(args, "--initial-cluster", m.initialCluster())
 	}
 	return append(args, m.Extra...)
 }
@@ -249,6 +255,59 @@ func (m *Member) WaitHealthy(d time.Duration) {
 	m.t.Fatalf("%s at %s not healthy after %v; log:\n%s", m.Name, m.Endpoint, d, m.Log())
 }
 
+// WaitExit waits up to d for the process to exit by itself and returns
+// its exit code; ok is false when it still runs.
+func (m *Member) WaitExit(d time.Duration) (code int, ok bool) {
+	m.t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd == nil {
+		return m.ExitCode, true
+	}
+	select {
+	case <-m.exited:
+	case <-time.After(d):
+		return 0, false
+	}
+	m.ExitCode = m.cmd.ProcessState.ExitCode()
+	m.cmd = nil
+	return m.ExitCode, true
+}
+
+// StartKvdDiscovery launches n kvd members of a new cluster that find one
+// another through the discovery flags in extra (no --initial-cluster),
+// and waits until every one is healthy. flagsFor, when not nil, adds
+// flags for one member, such as its advertised peer URL's port.
+func StartKvdDiscovery(t testing.TB, n int, flagsFor func(m *Member) []string, extra ...string) []*Member {
+	t.Helper()
+	ms := NewKvdDiscoveryMembers(t, n, extra...)
+	for _, m := range ms {
+		if flagsFor != nil {
+			m.Extra = append(m.Extra, flagsFor(m)...)
+		}
+		m.Launch()
+		t.Cleanup(m.Stop)
+	}
+	for _, m := range ms {
+		m.WaitHealthy(30 * time.Second)
+	}
+	return ms
+}
+
+// NewKvdDiscoveryMembers prepares n kvd members named m1, m2, ... on free
+// 127.0.0.1 ports that bootstrap through the discovery flags in extra,
+// without starting them.
+func NewKvdDiscoveryMembers(t testing.TB, n int, extra ...string) []*Member {
+	t.Helper()
+	bin := KvdBin(t)
+	ms := make([]*Member, n)
+	for i := range ms {
+		ms[i] = NewMemberAt(t, bin, fmt.Sprintf("m%d", i+1), PickPort(t), PickPort(t), slices.Clone(extra)...)
+		ms[i].NoInitialCluster = true
+	}
+	return ms
+}
+
 // Kill stops the process with SIGKILL, as a crash would.
 func (m *Member) Kill() { m.signal(syscall.SIGKILL) }
 
@@ -272,23 +331,6 @@ func (m *Member) signal(sig syscall.Signal) {
 	m.cmd = nil
 }
 
-// WaitExit waits up to d for the process to exit by itself and reports
-// whether it did, recording its ExitCode.
-func (m *Member) WaitExit(d time.Duration) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.cmd == nil {
-		return true
-	}
-	select {
-	case <-m.exited:
-	case <-time.After(d):
-		return false
-	}
-	m.ExitCode = m.cmd.ProcessState.ExitCode()
-	m.cmd = nil
-	return true
-}
 
 // Log returns what the process printed.
 func (m *Member) Log() string {

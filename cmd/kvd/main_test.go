@@ -1,0 +1,84 @@
+package main
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/viper"
+
+	"github.com/kvd-io/kvd/pkg/server"
+)
+
+// parse runs the flag parsing of the kvd command on args.
+func parse(t *testing.T, args ...string) server.Config {
+	t.Helper()
+	v := viper.New()
+	cmd := newCommand()
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := bindConfig(v, cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configFrom(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func TestDiscoveryFlags(t *testing.T) {
+	cfg := parse(t, "--discovery-endpoints", "http://127.0.0.1:1,http://127.0.0.1:2", "--discovery-token", "tok",
+		"--discovery-dial-timeout", "3s", "--discovery-request-timeout", "7s")
+	if !slices.Equal(cfg.DiscoveryEndpoints, []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}) || cfg.DiscoveryToken != "tok" ||
+		cfg.DiscoveryDialTimeout != 3*time.Second || cfg.DiscoveryRequestTimeout != 7*time.Second {
+		t.Fatalf("v3 discovery flags: %+v", cfg)
+	}
+	cfg = parse(t, "--discovery-srv", "example.test", "--discovery-srv-name", "prod", "--discovery-dns-server", "127.0.0.1:53")
+	if cfg.DiscoverySRV != "example.test" || cfg.DiscoverySRVName != "prod" || cfg.DiscoveryDNSServer != "127.0.0.1:53" {
+		t.Fatalf("SRV discovery flags: %+v", cfg)
+	}
+	d := parse(t)
+	if d.DiscoveryDialTimeout != 2*time.Second || d.DiscoveryRequestTimeout != 5*time.Second {
+		t.Fatalf("default timeouts: %v %v", d.DiscoveryDialTimeout, d.DiscoveryRequestTimeout)
+	}
+}
+
+func TestDiscoveryValidation(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		cluster string
+	}{
+		{name: "static default", cluster: "default=http://localhost:2380"},
+		{name: "srv leaves the cluster to discovery", args: []string{"--discovery-srv", "example.test"}},
+		{name: "v3 leaves the cluster to discovery", args: []string{"--discovery-endpoints", "127.0.0.1:1", "--discovery-token", "t"}},
+		{name: "initial cluster with srv", args: []string{"--initial-cluster", "default=http://localhost:2380", "--discovery-srv", "example.test"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "initial cluster with endpoints", args: []string{"--initial-cluster", "default=http://localhost:2380", "--discovery-endpoints", "127.0.0.1:1", "--discovery-token", "t"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "srv with endpoints", args: []string{"--discovery-srv", "example.test", "--discovery-endpoints", "127.0.0.1:1", "--discovery-token", "t"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "endpoints without token", args: []string{"--discovery-endpoints", "127.0.0.1:1"}, wantErr: "--discovery-token must be set"},
+		{name: "token without endpoints", args: []string{"--discovery-token", "t"}, wantErr: "needs --discovery-endpoints"},
+		{name: "srv name without srv", args: []string{"--discovery-srv-name", "x"}, wantErr: "needs --discovery-srv"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := parse(t, tt.args...)
+			err := cfg.Validate()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.InitialCluster != tt.cluster {
+				t.Fatalf("initial cluster = %q, want %q", cfg.InitialCluster, tt.cluster)
+			}
+		})
+	}
+}

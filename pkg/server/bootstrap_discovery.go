@@ -1,0 +1,116 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/kvd-io/kvd/pkg/server/discovery"
+	"github.com/kvd-io/kvd/pkg/server/membership"
+)
+
+// errConflictingBootstrap is etcd's refusal of more than one way to
+// bootstrap, in kvd's flag set.
+var errConflictingBootstrap = errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
+
+// usesDiscovery reports whether a new member finds its cluster through
+// discovery rather than --initial-cluster.
+func (c *Config) usesDiscovery() bool {
+	return c.DiscoverySRV != "" || len(c.DiscoveryEndpoints) > 0
+}
+
+// validateDiscovery checks the discovery flags, which must come alone:
+// as in etcd, --initial-cluster together with a discovery flag, or both
+// kinds of discovery, is refused.
+func (c *Config) validateDiscovery() error {
+	ways := 0
+	for _, set := range []bool{c.InitialCluster != "", c.DiscoverySRV != "", len(c.DiscoveryEndpoints) > 0} {
+		if set {
+			ways++
+		}
+	}
+	if ways > 1 {
+		return errConflictingBootstrap
+	}
+	if len(c.DiscoveryEndpoints) > 0 && c.DiscoveryToken == "" {
+		return errors.New("--discovery-token must be set with --discovery-endpoints")
+	}
+	if c.DiscoveryToken != "" && len(c.DiscoveryEndpoints) == 0 {
+		return errors.New("--discovery-token needs --discovery-endpoints")
+	}
+	if c.DiscoverySRVName != "" && c.DiscoverySRV == "" {
+		return errors.New("--discovery-srv-name needs --discovery-srv")
+	}
+	if c.DiscoveryDialTimeout < 0 || c.DiscoveryRequestTimeout < 0 {
+		return errors.New("--discovery-dial-timeout and --discovery-request-timeout must not be negative")
+	}
+	return nil
+}
+
+func (c *Config) resolver() discovery.Resolver {
+	return discovery.NewResolver(c.DiscoveryDNSServer)
+}
+
+// resolveInitialCluster fills InitialCluster from discovery when a
+// discovery flag is set, for a member's first start only. With v3
+// discovery the token also becomes the cluster token, as in etcd, so the
+// member registers under the ID it will have: the one derived from its
+// peer URLs and that token.
+func (c *Config) resolveInitialCluster(ctx context.Context) error {
+	switch {
+	case c.DiscoverySRV != "":
+		s, err := discovery.SRVCluster(ctx, c.resolver(), discovery.SRVConfig{
+			Domain:            c.DiscoverySRV,
+			ServiceName:       c.DiscoverySRVName,
+			Name:              c.Name,
+			AdvertisePeerURLs: c.InitialAdvertisePeerURLs,
+		})
+		if err != nil {
+			return fmt.Errorf("--discovery-srv %s: %w", c.DiscoverySRV, err)
+		}
+		c.Logger.Info("initial cluster from DNS SRV discovery", "domain", c.DiscoverySRV, "initial-cluster", s)
+		c.InitialCluster = s
+	case len(c.DiscoveryEndpoints) > 0:
+		self, err := membership.ParseInitialCluster(initialClusterOf(c.Name, c.InitialAdvertisePeerURLs), c.DiscoveryToken)
+		if err != nil {
+			return fmt.Errorf("v3 discovery: %w", err)
+		}
+		s, err := discovery.JoinV3(ctx, discovery.V3Config{
+			Endpoints:      c.DiscoveryEndpoints,
+			Token:          c.DiscoveryToken,
+			Name:           c.Name,
+			PeerURLs:       self[0].PeerURLs,
+			MemberID:       self[0].ID,
+			DialTimeout:    c.DiscoveryDialTimeout,
+			RequestTimeout: c.DiscoveryRequestTimeout,
+			Logger:         c.Logger,
+		})
+		if err != nil {
+			return fmt.Errorf("v3 discovery at %v: %w", c.DiscoveryEndpoints, err)
+		}
+		c.Logger.Info("initial cluster from v3 discovery", "token", c.DiscoveryToken, "initial-cluster", s)
+		c.InitialCluster = s
+		c.InitialClusterToken = c.DiscoveryToken
+	}
+	return nil
+}
+
+// advertisedPeerURLsMatch reports whether the cluster lists this member
+// with its advertised peer URLs. Equal strings match at once; otherwise
+// host names are resolved, as etcd does, since DNS discovery lists a
+// member under its SRV target name while it may advertise an address.
+func (c *Config) advertisedPeerURLsMatch(ctx context.Context, listed []string) error {
+	advertised := normalizeURLs(c.InitialAdvertisePeerURLs)
+	if slices.Equal(sortedCopy(listed), advertised) {
+		return nil
+	}
+	same, err := discovery.SamePeerURLs(ctx, c.resolver(), listed, advertised)
+	if err != nil {
+		return fmt.Errorf("compare the initial cluster's %s=%v with --initial-advertise-peer-urls %v: %w", c.Name, listed, advertised, err)
+	}
+	if !same {
+		return fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", c.Name, listed, advertised)
+	}
+	return nil
+}
