@@ -331,7 +331,6 @@ func (m *Member) signal(sig syscall.Signal) {
 	m.cmd = nil
 }
 
-
 // Log returns what the process printed.
 func (m *Member) Log() string {
 	m.mu.Lock()
