@@ -47,6 +47,10 @@ type Config struct {
 	// way; zero keeps gRPC's defaults (etcd's client sends up to 2 MiB).
 	MaxCallSendMsgSize int
 	MaxCallRecvMsgSize int
+	// AutoSyncInterval, when set, is how often the client replaces its
+	// endpoints with the client URLs the cluster's member list gives, so
+	// members added later are used and removed ones dropped.
+	AutoSyncInterval time.Duration
 	// Context is the parent of every call's lifetime: cancelling it is
 	// like calling Close.
 	Context context.Context
@@ -124,6 +128,9 @@ func New(cfg Config) (*Client, error) {
 	if err := c.login(); err != nil {
 		c.Close()
 		return nil, err
+	}
+	if cfg.AutoSyncInterval > 0 {
+		go c.autoSync(cfg.AutoSyncInterval)
 	}
 	return c, nil
 }
