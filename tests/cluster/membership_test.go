@@ -63,6 +63,25 @@ func TestMembershipChanges(t *testing.T) {
 		return nil
 	})
 
+	// The strict reconfiguration check counts started members; a follower,
+	// which exchanges no raft messages with the other followers, must
+	// still see them up, or it refuses a voter that etcd would add.
+	st, err := c.Status(ctx, ms[0].Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := ms[0]
+	if st.Leader == st.Header.MemberId {
+		follower = ms[1]
+	}
+	eventually(t, 5*time.Second, "add a voter through a follower", func() error {
+		resp, err := client(t, follower.Endpoint).MemberAdd(ctx, []string{"http://127.0.0.1:9"})
+		if err == nil {
+			_, err = c.MemberRemove(ctx, resp.Member.ID)
+		}
+		return err
+	})
+
 	port := framework.PickPort(t)
 	peer := "http://127.0.0.1:" + strconv.Itoa(port)
 	added, err := c.MemberAddAsLearner(ctx, []string{peer})

@@ -202,6 +202,9 @@ func (t *HTTPTransport) Stop() {
 	t.wg.Wait()
 }
 
+// probeInterval is how often an idle peer is checked for being reachable.
+const probeInterval = time.Second
+
 // Backoff between failed sends to one peer: short enough that a peer that
 // comes back hears heartbeats again within a fraction of an election.
 const (
@@ -216,10 +219,23 @@ func (t *HTTPTransport) run(p *peer) {
 	defer t.wg.Done()
 	var buf bytes.Buffer
 	backoff := time.Duration(0)
+	probe := time.NewTicker(probeInterval)
+	defer probe.Stop()
+	sent := false
 	for {
 		var first *raftpb.Message
 		select {
 		case first = <-p.q:
+			sent = true
+		case <-probe.C:
+			// Followers send each other nothing, yet membership checks
+			// need to know which peers are up: an idle peer gets an empty
+			// batch now and then.
+			if !sent {
+				p.setActive(t.post(p, nil) == nil)
+			}
+			sent = false
+			continue
 		case <-p.stopc:
 			return
 		case <-t.stopc:
