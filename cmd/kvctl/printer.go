@@ -20,6 +20,13 @@ type printer interface {
 	Del(*pb.DeleteRangeResponse) error
 	Txn(*pb.TxnResponse) error
 	MemberList(*pb.MemberListResponse) error
+	// MemberAdd is given the new member's name and peer URLs as typed,
+	// for the settings the simple format prints.
+	MemberAdd(name, peerURLs string, r *pb.MemberAddResponse) error
+	MemberRemove(id uint64, r *pb.MemberRemoveResponse) error
+	MemberUpdate(id uint64, r *pb.MemberUpdateResponse) error
+	MemberPromote(id uint64, r *pb.MemberPromoteResponse) error
+	MoveLeader(leader, target uint64, r *pb.MoveLeaderResponse) error
 	EndpointStatus([]epStatus) error
 	EndpointHealth([]epHealth) error
 	EndpointHashKV([]epHashKV) error

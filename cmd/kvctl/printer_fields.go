@@ -114,6 +114,24 @@ func (p *fieldsPrinter) MemberList(r *pb.MemberListResponse) error {
 	return nil
 }
 
+// etcdctl's fields format has no layout for membership changes: the
+// change is made, then the format is refused.
+func (p *fieldsPrinter) MemberAdd(string, string, *pb.MemberAddResponse) error {
+	return unsupported("fields")
+}
+func (p *fieldsPrinter) MemberRemove(uint64, *pb.MemberRemoveResponse) error {
+	return unsupported("fields")
+}
+func (p *fieldsPrinter) MemberUpdate(uint64, *pb.MemberUpdateResponse) error {
+	return unsupported("fields")
+}
+func (p *fieldsPrinter) MemberPromote(uint64, *pb.MemberPromoteResponse) error {
+	return unsupported("fields")
+}
+func (p *fieldsPrinter) MoveLeader(uint64, uint64, *pb.MoveLeaderResponse) error {
+	return unsupported("fields")
+}
+
 func (p *fieldsPrinter) EndpointStatus(list []epStatus) error {
 	for _, s := range list {
 		r := s.Resp

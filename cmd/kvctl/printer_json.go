@@ -35,17 +35,39 @@ func (p *jsonPrinter) EndpointHealth(l []epHealth) error   { return p.print(l) }
 func (p *jsonPrinter) EndpointHashKV(l []epHashKV) error   { return p.print(l) }
 
 func (p *jsonPrinter) MemberList(r *pb.MemberListResponse) error {
+	return p.members(r, r.Header, r.Members)
+}
+
+func (p *jsonPrinter) MemberRemove(_ uint64, r *pb.MemberRemoveResponse) error {
+	return p.members(r, r.Header, r.Members)
+}
+
+func (p *jsonPrinter) MemberUpdate(_ uint64, r *pb.MemberUpdateResponse) error {
+	return p.members(r, r.Header, r.Members)
+}
+
+func (p *jsonPrinter) MemberPromote(_ uint64, r *pb.MemberPromoteResponse) error {
+	return p.members(r, r.Header, r.Members)
+}
+
+// members prints r as it is, or with --hex its header and member list
+// with IDs in hexadecimal.
+func (p *jsonPrinter) members(r any, h *pb.ResponseHeader, ms []*pb.Member) error {
 	if !p.hex {
 		return p.print(r)
 	}
-	out := hexMemberList{Header: hexHeaderOf(r.Header), Members: []hexMember{}}
-	for _, m := range r.Members {
-		out.Members = append(out.Members, hexMember{
-			ID: strconv.FormatUint(m.ID, 16), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
-		})
-	}
-	return p.print(out)
+	return p.print(hexMemberList{Header: hexHeaderOf(h), Members: hexMembersOf(ms)})
 }
+
+func (p *jsonPrinter) MemberAdd(_, _ string, r *pb.MemberAddResponse) error {
+	if !p.hex {
+		return p.print(r)
+	}
+	return p.print(hexMemberAdd{Header: hexHeaderOf(r.Header), Member: hexMemberOf(r.Member), Members: hexMembersOf(r.Members)})
+}
+
+// MoveLeader ignores --hex, as etcdctl does: the response is a header.
+func (p *jsonPrinter) MoveLeader(_, _ uint64, r *pb.MoveLeaderResponse) error { return p.print(r) }
 
 // A txn's responses are a oneof, which encoding/json cannot name; each is
 // printed as {"Response":{"response_put":{...}}}.
@@ -102,8 +124,32 @@ type hexMember struct {
 }
 
 type hexMemberList struct {
-	Header  *hexHeader  `json:"header"`
-	Members []hexMember `json:"members"`
+	Header  *hexHeader   `json:"header"`
+	Members []*hexMember `json:"members"`
+}
+
+type hexMemberAdd struct {
+	Header  *hexHeader   `json:"header"`
+	Member  *hexMember   `json:"member"`
+	Members []*hexMember `json:"members"`
+}
+
+func hexMemberOf(m *pb.Member) *hexMember {
+	if m == nil {
+		return nil
+	}
+	return &hexMember{
+		ID: strconv.FormatUint(m.ID, 16), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs, IsLearner: m.IsLearner,
+	}
+}
+
+// hexMembersOf is never nil: an empty list prints as [].
+func hexMembersOf(ms []*pb.Member) []*hexMember {
+	out := make([]*hexMember, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, hexMemberOf(m))
+	}
+	return out
 }
 
 func hexHeaderOf(h *pb.ResponseHeader) *hexHeader {

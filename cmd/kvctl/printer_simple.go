@@ -83,8 +83,43 @@ func (p *simplePrinter) rows(_ []string, rows [][]string) error {
 }
 
 func (p *simplePrinter) MemberList(r *pb.MemberListResponse) error { return p.rows(memberRows(r)) }
-func (p *simplePrinter) EndpointStatus(l []epStatus) error         { return p.rows(statusRows(l)) }
-func (p *simplePrinter) EndpointHashKV(l []epHashKV) error         { return p.rows(hashKVRows(l)) }
+
+// The membership changes name the member and the cluster by their IDs,
+// right-aligned in 16 columns as etcdctl prints them.
+
+func (p *simplePrinter) MemberAdd(name, peerURLs string, r *pb.MemberAddResponse) error {
+	how := "added to"
+	if r.GetMember().GetIsLearner() {
+		how = "added as learner to"
+	}
+	fmt.Fprintf(p.out, "Member %16x %s cluster %16x\n", r.GetMember().GetID(), how, r.GetHeader().GetClusterId())
+	fmt.Fprint(p.out, memberAddSettings(name, peerURLs, r))
+	return nil
+}
+
+func (p *simplePrinter) MemberRemove(id uint64, r *pb.MemberRemoveResponse) error {
+	return p.memberChanged(id, "removed from", r.GetHeader())
+}
+
+func (p *simplePrinter) MemberUpdate(id uint64, r *pb.MemberUpdateResponse) error {
+	return p.memberChanged(id, "updated in", r.GetHeader())
+}
+
+func (p *simplePrinter) MemberPromote(id uint64, r *pb.MemberPromoteResponse) error {
+	return p.memberChanged(id, "promoted in", r.GetHeader())
+}
+
+func (p *simplePrinter) memberChanged(id uint64, what string, h *pb.ResponseHeader) error {
+	fmt.Fprintf(p.out, "Member %16x %s cluster %16x\n", id, what, h.GetClusterId())
+	return nil
+}
+
+func (p *simplePrinter) MoveLeader(leader, target uint64, _ *pb.MoveLeaderResponse) error {
+	fmt.Fprintf(p.out, "Leadership transferred from %x to %x\n", leader, target)
+	return nil
+}
+func (p *simplePrinter) EndpointStatus(l []epStatus) error { return p.rows(statusRows(l)) }
+func (p *simplePrinter) EndpointHashKV(l []epHashKV) error { return p.rows(hashKVRows(l)) }
 
 // EndpointHealth reports healthy endpoints on stdout and the others on
 // stderr.

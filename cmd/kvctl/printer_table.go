@@ -31,9 +31,24 @@ func (p *tablePrinter) Put(*pb.PutResponse) error                 { return unsup
 func (p *tablePrinter) Del(*pb.DeleteRangeResponse) error         { return unsupported("table") }
 func (p *tablePrinter) Txn(*pb.TxnResponse) error                 { return unsupported("table") }
 func (p *tablePrinter) MemberList(r *pb.MemberListResponse) error { return p.draw(memberRows(r)) }
-func (p *tablePrinter) EndpointStatus(l []epStatus) error         { return p.draw(statusRows(l)) }
-func (p *tablePrinter) EndpointHealth(l []epHealth) error         { return p.draw(healthRows(l)) }
-func (p *tablePrinter) EndpointHashKV(l []epHashKV) error         { return p.draw(hashKVRows(l)) }
+func (p *tablePrinter) MemberAdd(string, string, *pb.MemberAddResponse) error {
+	return unsupported("table")
+}
+func (p *tablePrinter) MemberRemove(uint64, *pb.MemberRemoveResponse) error {
+	return unsupported("table")
+}
+func (p *tablePrinter) MemberUpdate(uint64, *pb.MemberUpdateResponse) error {
+	return unsupported("table")
+}
+func (p *tablePrinter) MemberPromote(uint64, *pb.MemberPromoteResponse) error {
+	return unsupported("table")
+}
+func (p *tablePrinter) MoveLeader(uint64, uint64, *pb.MoveLeaderResponse) error {
+	return unsupported("table")
+}
+func (p *tablePrinter) EndpointStatus(l []epStatus) error { return p.draw(statusRows(l)) }
+func (p *tablePrinter) EndpointHealth(l []epHealth) error { return p.draw(healthRows(l)) }
+func (p *tablePrinter) EndpointHashKV(l []epHashKV) error { return p.draw(hashKVRows(l)) }
 
 // protobufPrinter writes a response's wire encoding, nothing around it.
 type protobufPrinter struct{ out io.Writer }
@@ -52,6 +67,21 @@ func (p *protobufPrinter) Put(r *pb.PutResponse) error               { return p.
 func (p *protobufPrinter) Del(r *pb.DeleteRangeResponse) error       { return p.write(r) }
 func (p *protobufPrinter) Txn(r *pb.TxnResponse) error               { return p.write(r) }
 func (p *protobufPrinter) MemberList(r *pb.MemberListResponse) error { return p.write(r) }
-func (p *protobufPrinter) EndpointStatus([]epStatus) error           { return unsupported("protobuf") }
-func (p *protobufPrinter) EndpointHealth([]epHealth) error           { return unsupported("protobuf") }
-func (p *protobufPrinter) EndpointHashKV([]epHashKV) error           { return unsupported("protobuf") }
+func (p *protobufPrinter) MemberAdd(_, _ string, r *pb.MemberAddResponse) error {
+	return p.write(r)
+}
+func (p *protobufPrinter) MemberRemove(_ uint64, r *pb.MemberRemoveResponse) error {
+	return p.write(r)
+}
+func (p *protobufPrinter) MemberUpdate(_ uint64, r *pb.MemberUpdateResponse) error {
+	return p.write(r)
+}
+func (p *protobufPrinter) MemberPromote(_ uint64, r *pb.MemberPromoteResponse) error {
+	return p.write(r)
+}
+func (p *protobufPrinter) MoveLeader(_, _ uint64, r *pb.MoveLeaderResponse) error {
+	return p.write(r)
+}
+func (p *protobufPrinter) EndpointStatus([]epStatus) error { return unsupported("protobuf") }
+func (p *protobufPrinter) EndpointHealth([]epHealth) error { return unsupported("protobuf") }
+func (p *protobufPrinter) EndpointHashKV([]epHashKV) error { return unsupported("protobuf") }

@@ -21,6 +21,12 @@ type Maintenance interface {
 	Defragment(ctx context.Context, endpoint string) (*pb.DefragmentResponse, error)
 	// AlarmList lists the cluster's active alarms.
 	AlarmList(ctx context.Context) (*pb.AlarmResponse, error)
+	// MoveLeader asks the leader to hand its leadership to the member
+	// transfereeID. Only the leader accepts it (others answer "not
+	// leader"), and the request goes over the client's connection like
+	// any other: make the client with the leader's endpoint alone, as
+	// found with Status. It is not retried.
+	MoveLeader(ctx context.Context, transfereeID uint64) (*pb.MoveLeaderResponse, error)
 }
 
 type maintenance struct{ c *Client }
@@ -61,4 +67,12 @@ func (m *maintenance) Defragment(ctx context.Context, endpoint string) (*pb.Defr
 func (m *maintenance) AlarmList(ctx context.Context) (*pb.AlarmResponse, error) {
 	resp, err := pb.NewMaintenanceClient(m.c.conn).Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_GET})
 	return resp, toErr(ctx, err)
+}
+
+func (m *maintenance) MoveLeader(ctx context.Context, transfereeID uint64) (*pb.MoveLeaderResponse, error) {
+	resp, err := pb.NewMaintenanceClient(m.c.conn).MoveLeader(ctx, &pb.MoveLeaderRequest{TargetID: transfereeID})
+	if err != nil {
+		return nil, toErr(ctx, err)
+	}
+	return resp, nil
 }

@@ -1,6 +1,8 @@
 package framework
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"sync"
@@ -69,7 +71,10 @@ func binary(name string, fresh bool) (string, error) {
 	if b := filepath.Join(repoRoot(), "bin", name); !fresh && fileExists(b) && os.Getenv("KVD_REBUILD") == "" {
 		return b, nil
 	}
-	dir := filepath.Join(os.TempDir(), "kvd-test-bin")
+	// One folder per checkout: worktrees of other branches build their
+	// own cmd/<name>, and must not replace ours while our tests run it.
+	root := sha256.Sum256([]byte(repoRoot()))
+	dir := filepath.Join(os.TempDir(), "kvd-test-bin-"+hex.EncodeToString(root[:6]))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
