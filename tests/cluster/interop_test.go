@@ -11,15 +11,24 @@ import (
 	"github.com/kvd-io/kvd/tests/framework"
 )
 
-// TestEtcdctlAgainstKvdCluster: the real etcdctl v3.7.3 runs the cluster
-// commands an operator uses against a 3-member kvd cluster.
-func TestEtcdctlAgainstKvdCluster(t *testing.T) {
-	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
+// TestCLIAgainstKvdCluster: the real etcdctl v3.7.3, and kvctl, run the
+// cluster commands an operator uses against a 3-member kvd cluster, taking
+// a fourth member through add, start, promote, update and remove.
+func TestCLIAgainstKvdCluster(t *testing.T) {
+	for name, bin := range map[string]func(testing.TB) string{
+		"etcdctl": func(t testing.TB) string { return framework.RequireBin(t, framework.EtcdctlBin()) },
+		"kvctl":   framework.BuildKvctl,
+	} {
+		t.Run(name, func(t *testing.T) { testCLIAgainstKvdCluster(t, bin(t)) })
+	}
+}
+
+func testCLIAgainstKvdCluster(t *testing.T, ctl string) {
 	ms := framework.StartKvdCluster(t, 3)
 	eps := framework.Endpoints(ms)
 	run := func(args ...string) string {
 		t.Helper()
-		out, stderr, code := framework.RunCLI(t, etcdctl, eps, args...)
+		out, stderr, code := framework.RunCLI(t, ctl, eps, args...)
 		if code != 0 {
 			t.Fatalf("etcdctl %v: exit %d\n%s%s", args, code, out, stderr)
 		}
@@ -67,9 +76,32 @@ func TestEtcdctlAgainstKvdCluster(t *testing.T) {
 	if m == nil || !strings.Contains(added, `ETCD_INITIAL_CLUSTER_STATE="existing"`) || !strings.Contains(added, "m4="+peer) {
 		t.Fatalf("member add:\n%s", added)
 	}
+	m4 := framework.NewJoiningMember(t, ms, "m4", peer)
+	m4.Launch()
+	m4.WaitHealthy(30 * time.Second)
+	eventually(t, 20*time.Second, "promote the learner", func() error {
+		out, stderr, code := framework.RunCLI(t, ctl, eps, "member", "promote", m[1])
+		if code != 0 {
+			return fmt.Errorf("exit %d: %s", code, stderr)
+		}
+		if !regexp.MustCompile(`Member\s+` + m[1] + ` promoted in cluster\s+` + m[2]).MatchString(out) {
+			t.Fatalf("member promote:\n%s", out)
+		}
+		return nil
+	})
+	newPeer := strings.Replace(peer, "127.0.0.1", "localhost", 1)
+	if out := run("member", "update", m[1], "--peer-urls="+newPeer); !regexp.MustCompile(`Member\s+` + m[1] + ` updated in cluster\s+` + m[2]).MatchString(out) {
+		t.Fatalf("member update:\n%s", out)
+	}
+	if out := run("member", "list"); !strings.Contains(out, m[1]+", started, m4, "+newPeer+", "+m4.ClientURL()+", false") {
+		t.Fatalf("member list after promote and update:\n%s", out)
+	}
 	removed := regexp.MustCompile(`Member\s+` + m[1] + ` removed from cluster\s+` + m[2])
 	if out := run("member", "remove", m[1]); !removed.MatchString(out) {
 		t.Fatalf("member remove:\n%s", out)
+	}
+	if _, exited := m4.WaitExit(15 * time.Second); !exited {
+		t.Fatal("the removed member still runs")
 	}
 
 	// move-leader to a follower, found from the status rows.
