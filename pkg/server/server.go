@@ -224,6 +224,7 @@ func (s *Server) openCluster(boot *bootstrap) error {
 	s.transport = raftnode.NewHTTPTransport(boot.clusterID, s.cfg.snapDir(), s.lg)
 	s.transport.SetNode(s.node)
 	s.transport.SetSnapshotSource(s.be)
+	s.transport.OnRemoved(func() { s.fail(errMemberRemoved) })
 	for _, m := range members {
 		if m.ID != boot.localID {
 			s.transport.AddPeer(m.ID, m.PeerURLs)

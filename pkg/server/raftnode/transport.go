@@ -52,6 +52,7 @@ type HTTPTransport struct {
 	removed  map[uint64]bool
 	node     Stepper
 	source   SnapshotSource
+	onGone   func()
 	ctx      context.Context
 	cancel   context.CancelFunc
 	wg       sync.WaitGroup
@@ -151,6 +152,15 @@ func (t *HTTPTransport) PeerIDs() []uint64 {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// OnRemoved names what to do when a peer answers that this member was
+// removed from the cluster: a removed member may never apply its own
+// removal, since the leader stops replicating to it.
+func (t *HTTPTransport) OnRemoved(fn func()) {
+	t.mu.Lock()
+	t.onGone = fn
+	t.mu.Unlock()
 }
 
 // ActiveSince is when member id became reachable, zero if it is not.
@@ -317,6 +327,12 @@ func (t *HTTPTransport) post(p *peer, body []byte) error {
 		resp.Body.Close()
 		if resp.StatusCode == http.StatusGone {
 			t.lg.Error("a peer says this member was removed from the cluster", "peer", fmt.Sprintf("%x", p.id))
+			t.mu.Lock()
+			gone := t.onGone
+			t.mu.Unlock()
+			if gone != nil {
+				gone()
+			}
 		}
 		if resp.StatusCode != http.StatusNoContent {
 			last = fmt.Errorf("peer %x at %s answered %s", p.id, u, resp.Status)
