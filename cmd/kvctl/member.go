@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -109,25 +110,32 @@ func memberIDArg(args []string) (uint64, error) {
 }
 
 func newMemberRemoveCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return memberIDCommand(g, &cobra.Command{
 		Use:   "remove <member ID>",
 		Short: "Removes a member, named by its hexadecimal ID, from the cluster",
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := memberIDArg(args)
+	}, (*client.Client).MemberRemove, printer.MemberRemove)
+}
+
+// memberIDCommand completes cmd, whose one argument is a member ID, to
+// make one membership call and print its answer.
+func memberIDCommand[R any](g *globals, cmd *cobra.Command,
+	call func(*client.Client, context.Context, uint64) (R, error), print func(printer, uint64, R) error) *cobra.Command {
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		id, err := memberIDArg(args)
+		if err != nil {
+			return err
+		}
+		return withClient(g, cmd, func(c *client.Client, p printer) error {
+			ctx, cancel := g.commandCtx()
+			defer cancel()
+			resp, err := call(c, ctx, id)
 			if err != nil {
-				return err
+				return failWith(exitError, err)
 			}
-			return withClient(g, cmd, func(c *client.Client, p printer) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
-				resp, err := c.MemberRemove(ctx, id)
-				if err != nil {
-					return failWith(exitError, err)
-				}
-				return p.MemberRemove(id, resp)
-			})
-		},
+			return print(p, id, resp)
+		})
 	}
+	return cmd
 }
 
 func newMemberUpdateCommand(g *globals) *cobra.Command {
@@ -160,27 +168,12 @@ func newMemberUpdateCommand(g *globals) *cobra.Command {
 }
 
 func newMemberPromoteCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
+	return memberIDCommand(g, &cobra.Command{
 		Use:   "promote <member ID>",
 		Short: "Makes a learner, named by its hexadecimal ID, a voting member",
 		Long: `Makes a learner a voting member. The leader refuses while the learner has
 not yet caught up with its log.`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := memberIDArg(args)
-			if err != nil {
-				return err
-			}
-			return withClient(g, cmd, func(c *client.Client, p printer) error {
-				ctx, cancel := g.commandCtx()
-				defer cancel()
-				resp, err := c.MemberPromote(ctx, id)
-				if err != nil {
-					return failWith(exitError, err)
-				}
-				return p.MemberPromote(id, resp)
-			})
-		},
-	}
+	}, (*client.Client).MemberPromote, printer.MemberPromote)
 }
 
 func newMoveLeaderCommand(g *globals) *cobra.Command {
