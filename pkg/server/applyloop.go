@@ -28,8 +28,11 @@ func (s *Server) applyLoop() {
 				return
 			}
 		}
+		// Read once a batch: applying an entry only moves the consistent
+		// index up to that entry, past the ones before it.
+		ci, _ := s.store.ConsistentIndex()
 		for _, e := range c.Entries {
-			s.applyEntry(e)
+			s.applyEntry(e, ci)
 		}
 		if n := len(c.Entries); n > 0 {
 			s.applied.set(c.Entries[n-1].GetIndex())
@@ -38,13 +41,12 @@ func (s *Server) applyLoop() {
 	}
 }
 
-// applyEntry applies one entry. Entries at or below the store's consistent
-// index were applied before a restart, or are part of an installed
-// snapshot: their effects are in the database already, and only raft's own
-// bookkeeping of conf changes must be redone.
-func (s *Server) applyEntry(e *raftpb.Entry) {
+// applyEntry applies one entry. Entries at or below ci, the store's
+// consistent index, were applied before a restart, or are part of an
+// installed snapshot: their effects are in the database already, and only
+// raft's own bookkeeping of conf changes must be redone.
+func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 	index, term := e.GetIndex(), e.GetTerm()
-	ci, _ := s.store.ConsistentIndex()
 	switch e.GetType() {
 	case raftpb.EntryNormal:
 		if index <= ci {
