@@ -270,7 +270,7 @@ func (t *HTTPTransport) run(p *peer) {
 		err := t.post(p, buf.Bytes())
 		p.setActive(err == nil)
 		if err != nil {
-			t.report(p, batch, err)
+			t.report(p, err)
 			backoff = min(max(2*backoff, minBackoff), maxBackoff)
 			select {
 			case <-time.After(backoff):
@@ -343,19 +343,15 @@ func (t *HTTPTransport) post(p *peer, body []byte) error {
 	return last
 }
 
-func (t *HTTPTransport) report(p *peer, batch []*raftpb.Message, err error) {
+// report tells raft a peer missed a batch; snapshots travel apart and
+// report for themselves (sendSnapshot).
+func (t *HTTPTransport) report(p *peer, err error) {
 	t.lg.Debug("send to peer failed", "peer", fmt.Sprintf("%x", p.id), "err", err)
 	t.mu.Lock()
 	n := t.node
 	t.mu.Unlock()
-	if n == nil {
-		return
-	}
-	n.ReportUnreachable(p.id)
-	for _, m := range batch {
-		if m.GetType() == raftpb.MsgSnap {
-			n.ReportSnapshot(p.id, raft.SnapshotFailure)
-		}
+	if n != nil {
+		n.ReportUnreachable(p.id)
 	}
 }
 
