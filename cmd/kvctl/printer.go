@@ -58,13 +58,13 @@ func newPrinter(format string, isHex bool, out, errOut io.Writer) (printer, erro
 	case "simple":
 		return &simplePrinter{out: out, errOut: errOut, hex: isHex}, nil
 	case "fields":
-		return &fieldsPrinter{out: out, hex: isHex}, nil
+		return &fieldsPrinter{out: out, hex: isHex, noChanges: noChanges{"fields"}}, nil
 	case "json":
 		return &jsonPrinter{out: out, hex: isHex}, nil
 	case "protobuf":
 		return &protobufPrinter{out: out}, nil
 	case "table":
-		return &tablePrinter{out: out}, nil
+		return &tablePrinter{out: out, noChanges: noChanges{"table"}}, nil
 	}
 	return nil, fail(exitBadFeature, "unsupported output format")
 }
@@ -72,6 +72,27 @@ func newPrinter(format string, isHex bool, out, errOut io.Writer) (printer, erro
 // unsupported is what a format says about a result it cannot show.
 func unsupported(format string) error {
 	return fail(exitBadFeature, "%s not supported as output format", format)
+}
+
+// noChanges is the part of a printer for a format that, as in etcdctl,
+// has no layout for membership and leadership changes: the change is
+// made, then the format is refused.
+type noChanges struct{ format string }
+
+func (n noChanges) MemberAdd(string, string, *pb.MemberAddResponse) error {
+	return unsupported(n.format)
+}
+func (n noChanges) MemberRemove(uint64, *pb.MemberRemoveResponse) error {
+	return unsupported(n.format)
+}
+func (n noChanges) MemberUpdate(uint64, *pb.MemberUpdateResponse) error {
+	return unsupported(n.format)
+}
+func (n noChanges) MemberPromote(uint64, *pb.MemberPromoteResponse) error {
+	return unsupported(n.format)
+}
+func (n noChanges) MoveLeader(uint64, uint64, *pb.MoveLeaderResponse) error {
+	return unsupported(n.format)
 }
 
 // hexBytes writes every byte as \xNN.

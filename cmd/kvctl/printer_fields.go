@@ -13,6 +13,7 @@ import (
 type fieldsPrinter struct {
 	out io.Writer
 	hex bool
+	noChanges
 }
 
 func (p *fieldsPrinter) line(name string, v any) { fmt.Fprintf(p.out, "%q : %v\n", name, v) }
@@ -112,24 +113,6 @@ func (p *fieldsPrinter) MemberList(r *pb.MemberListResponse) error {
 		fmt.Fprintln(p.out)
 	}
 	return nil
-}
-
-// etcdctl's fields format has no layout for membership changes: the
-// change is made, then the format is refused.
-func (p *fieldsPrinter) MemberAdd(string, string, *pb.MemberAddResponse) error {
-	return unsupported("fields")
-}
-func (p *fieldsPrinter) MemberRemove(uint64, *pb.MemberRemoveResponse) error {
-	return unsupported("fields")
-}
-func (p *fieldsPrinter) MemberUpdate(uint64, *pb.MemberUpdateResponse) error {
-	return unsupported("fields")
-}
-func (p *fieldsPrinter) MemberPromote(uint64, *pb.MemberPromoteResponse) error {
-	return unsupported("fields")
-}
-func (p *fieldsPrinter) MoveLeader(uint64, uint64, *pb.MoveLeaderResponse) error {
-	return unsupported("fields")
 }
 
 func (p *fieldsPrinter) EndpointStatus(list []epStatus) error {

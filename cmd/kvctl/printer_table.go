@@ -12,7 +12,10 @@ import (
 // tablePrinter draws member and endpoint lists as boxed tables, with
 // tablewriter configured as etcdctl configures it (cells aligned right,
 // headers upper-cased), so the bytes match.
-type tablePrinter struct{ out io.Writer }
+type tablePrinter struct {
+	out io.Writer
+	noChanges
+}
 
 func (p *tablePrinter) draw(hdr []string, rows [][]string) error {
 	cfg := tablewriter.NewConfigBuilder().WithRowAlignment(tw.AlignRight).Build()
@@ -31,24 +34,9 @@ func (p *tablePrinter) Put(*pb.PutResponse) error                 { return unsup
 func (p *tablePrinter) Del(*pb.DeleteRangeResponse) error         { return unsupported("table") }
 func (p *tablePrinter) Txn(*pb.TxnResponse) error                 { return unsupported("table") }
 func (p *tablePrinter) MemberList(r *pb.MemberListResponse) error { return p.draw(memberRows(r)) }
-func (p *tablePrinter) MemberAdd(string, string, *pb.MemberAddResponse) error {
-	return unsupported("table")
-}
-func (p *tablePrinter) MemberRemove(uint64, *pb.MemberRemoveResponse) error {
-	return unsupported("table")
-}
-func (p *tablePrinter) MemberUpdate(uint64, *pb.MemberUpdateResponse) error {
-	return unsupported("table")
-}
-func (p *tablePrinter) MemberPromote(uint64, *pb.MemberPromoteResponse) error {
-	return unsupported("table")
-}
-func (p *tablePrinter) MoveLeader(uint64, uint64, *pb.MoveLeaderResponse) error {
-	return unsupported("table")
-}
-func (p *tablePrinter) EndpointStatus(l []epStatus) error { return p.draw(statusRows(l)) }
-func (p *tablePrinter) EndpointHealth(l []epHealth) error { return p.draw(healthRows(l)) }
-func (p *tablePrinter) EndpointHashKV(l []epHashKV) error { return p.draw(hashKVRows(l)) }
+func (p *tablePrinter) EndpointStatus(l []epStatus) error         { return p.draw(statusRows(l)) }
+func (p *tablePrinter) EndpointHealth(l []epHealth) error         { return p.draw(healthRows(l)) }
+func (p *tablePrinter) EndpointHashKV(l []epHashKV) error         { return p.draw(hashKVRows(l)) }
 
 // protobufPrinter writes a response's wire encoding, nothing around it.
 type protobufPrinter struct{ out io.Writer }
