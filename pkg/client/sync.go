@@ -25,17 +25,11 @@ func (c *Client) Sync(ctx context.Context) error {
 		return errors.New("client: the member list names no started voting member")
 	}
 	slices.Sort(eps)
-	if cur := c.Endpoints(); slices.Equal(sortedCopy(cur), eps) {
+	if cur := slices.Sorted(slices.Values(c.Endpoints())); slices.Equal(cur, eps) {
 		return nil
 	}
 	c.log.Info("endpoints synced from the member list", "endpoints", eps)
 	return c.SetEndpoints(eps...)
-}
-
-func sortedCopy(s []string) []string {
-	c := slices.Clone(s)
-	slices.Sort(c)
-	return c
 }
 
 // autoSync runs Sync every interval until the client is closed. A failed
