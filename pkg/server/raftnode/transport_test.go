@@ -99,3 +99,40 @@ func TestTransportDeliversWithinTheClusterOnly(t *testing.T) {
 		t.Fatalf("GET %s: %s", RaftPath, resp.Status)
 	}
 }
+
+// A member refuses messages from a member it removed, and the removed
+// member hears of it: the leader stops replicating to a removed member,
+// which may never apply its own removal.
+func TestRemovedMemberIsRefusedAndTold(t *testing.T) {
+	lg := slog.New(slog.DiscardHandler)
+	receiver := &recorder{}
+	recvT := NewHTTPTransport(7, t.TempDir(), lg)
+	recvT.SetNode(receiver)
+	recvT.RemovePeer(5)
+	srv := httptest.NewServer(recvT)
+	defer srv.Close()
+
+	removed := NewHTTPTransport(7, t.TempDir(), lg)
+	removed.SetNode(&recorder{})
+	told := make(chan struct{}, 1)
+	removed.OnRemoved(func() {
+		select {
+		case told <- struct{}{}:
+		default:
+		}
+	})
+	removed.AddPeer(1, []string{srv.URL})
+	defer removed.Stop()
+	from := uint64(5)
+	m := msg(1, 1)
+	m.From = &from
+	removed.Send([]*raftpb.Message{m})
+	select {
+	case <-told:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the removed member was not told")
+	}
+	if n, _ := receiver.counts(); n != 0 {
+		t.Fatalf("%d messages from a removed member were stepped", n)
+	}
+}
