@@ -90,7 +90,6 @@ func (s *Server) Rev() int64 { return s.store.Rev() }
 // Status describes this member for Maintenance.Status.
 func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
 	st := s.node.Status()
-	self := s.cluster.Member(s.cluster.LocalID())
 	return &pb.StatusResponse{
 		Header:           &pb.ResponseHeader{},
 		Version:          version.EtcdVersion,
@@ -100,7 +99,7 @@ func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
 		RaftIndex:        st.GetCommit(),
 		RaftTerm:         st.GetTerm(),
 		RaftAppliedIndex: s.applied.get(),
-		IsLearner:        self != nil && self.IsLearner,
+		IsLearner:        s.isLearner(),
 		StorageVersion:   version.ClusterVersion,
 	}, nil
 }

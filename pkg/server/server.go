@@ -408,10 +408,7 @@ func (s *Server) fail(err error) {
 
 // isLearner says whether this member is a learner, which serves only
 // serializable reads.
-func (s *Server) isLearner() bool {
-	m := s.cluster.Member(s.cluster.LocalID())
-	return m != nil && m.IsLearner
-}
+func (s *Server) isLearner() bool { return s.cluster.LocalIsLearner() }
 
 // Ready is closed once the member serves clients.
 func (s *Server) Ready() <-chan struct{} { return s.readyc }

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -124,15 +125,25 @@ type Cluster struct {
 	id      uint64
 	localID uint64
 	members map[uint64]*Member
+	// localLearner mirrors whether the local member is a learner, read on
+	// every request without taking mu.
+	localLearner atomic.Bool
 }
 
 // NewCluster returns a cluster with the given identity and members.
 func NewCluster(id, localID uint64, members []*Member) *Cluster {
-	c := &Cluster{id: id, localID: localID, members: map[uint64]*Member{}}
-	for _, m := range members {
-		c.members[m.ID] = m
-	}
+	c := &Cluster{id: id, localID: localID}
+	c.Replace(members)
 	return c
+}
+
+// LocalIsLearner says whether the local member is a learner.
+func (c *Cluster) LocalIsLearner() bool { return c.localLearner.Load() }
+
+// changed refreshes what is derived from the member set; mu is held.
+func (c *Cluster) changed() {
+	m, ok := c.members[c.localID]
+	c.localLearner.Store(ok && m.IsLearner)
 }
 
 // ID is the cluster ID.
@@ -184,6 +195,7 @@ func (c *Cluster) Add(m *Member) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.members[m.ID] = m
+	c.changed()
 }
 
 // Remove drops the member with id.
@@ -191,6 +203,7 @@ func (c *Cluster) Remove(id uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	delete(c.members, id)
+	c.changed()
 }
 
 // Replace swaps the whole member set, as when a snapshot is installed.
@@ -201,6 +214,7 @@ func (c *Cluster) Replace(members []*Member) {
 	for _, m := range members {
 		c.members[m.ID] = m
 	}
+	c.changed()
 }
 
 // PeerURLOwner returns the ID of a member other than except that already

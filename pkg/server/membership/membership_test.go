@@ -89,3 +89,24 @@ func TestClusterMembersAreCopies(t *testing.T) {
 		t.Fatalf("caller changed the cluster's member: %+v", got)
 	}
 }
+
+func TestLocalIsLearnerFollowsChanges(t *testing.T) {
+	c := NewCluster(1, 7, []*Member{{ID: 7, IsLearner: true}, {ID: 8}})
+	steps := []struct {
+		name string
+		do   func()
+		want bool
+	}{
+		{"started as a learner", func() {}, true},
+		{"promoted", func() { c.Add(&Member{ID: 7}) }, false},
+		{"another member added as learner", func() { c.Add(&Member{ID: 9, IsLearner: true}) }, false},
+		{"snapshot lists it as learner", func() { c.Replace([]*Member{{ID: 7, IsLearner: true}}) }, true},
+		{"removed", func() { c.Remove(7) }, false},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := c.LocalIsLearner(); got != st.want {
+			t.Fatalf("%s: LocalIsLearner %v, want %v", st.name, got, st.want)
+		}
+	}
+}
