@@ -74,17 +74,13 @@ func TestThreeMembersReplicate(t *testing.T) {
 	}
 	last := final.Header.Revision
 	leader.Start()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, 20*time.Second, "restarted leader catches up", func() error {
 		resp, err := client(t, leader.Endpoint).Get(ctx, "after/", clientv3.WithPrefix(), clientv3.WithSerializable())
-		if err == nil && resp.Count == 20 && resp.Header.Revision >= last {
-			break
+		if err == nil && (resp.Count != 20 || resp.Header.Revision < last) {
+			err = fmt.Errorf("%d keys at revision %d, want 20 at %d or later", resp.Count, resp.Header.Revision, last)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("restarted leader did not catch up: %v %v", resp, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err
+	})
 }
 
 func memberID(ml *clientv3.MemberListResponse, name string) uint64 {
@@ -96,18 +92,14 @@ func memberID(ml *clientv3.MemberListResponse, name string) uint64 {
 	return 0
 }
 
+// putRetrying writes key until it succeeds: a write that was in flight to
+// a member that died is lost, and the client learns it only by a timeout.
 func putRetrying(ctx context.Context, t *testing.T, c *clientv3.Client, key string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	eventually(t, 20*time.Second, "put "+key, func() error {
 		pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
 		_, err := c.Put(pctx, key, "v")
-		cancel()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("put %s never succeeded without the old leader: %v", key, err)
-		}
-	}
+		return err
+	})
 }
