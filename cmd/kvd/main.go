@@ -84,6 +84,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Uint("max-txn-ops", d.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.Duration("backend-batch-interval", d.BackendBatchInterval, "Longest time applied writes wait before the database commits them.")
 	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
+	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
 	fs.Bool("version", false, "Print the version and exit.")
@@ -134,6 +135,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		SnapshotCatchUpEntries:   v.GetUint64("snapshot-catchup-entries"),
 		StrictReconfigCheck:      v.GetBool("strict-reconfig-check"),
 		MaxLearners:              v.GetInt("max-learners"),
+		EnablePprof:              v.GetBool("enable-pprof"),
 		HeartbeatInterval:        time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:          time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
 		MaxRequestBytes:          v.GetUint("max-request-bytes"),

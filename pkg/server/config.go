@@ -46,6 +46,8 @@ type Config struct {
 	// fewer started members than a quorum.
 	StrictReconfigCheck bool
 	MaxLearners         int
+	// EnablePprof serves runtime profiles on the client URLs.
+	EnablePprof bool
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration

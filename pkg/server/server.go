@@ -361,6 +361,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Health:          s.health,
 		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
 		MaxTxnOps:       int(s.cfg.MaxTxnOps),
+		EnablePprof:     s.cfg.EnablePprof,
 	}
 	gs := api.NewGRPC(apiCfg)
 	h := api.NewHTTP(apiCfg)

@@ -96,3 +96,25 @@ func checkVersions(t *testing.T, m *framework.Member) {
 		t.Fatalf("kvd --version: %q %v", out, err)
 	}
 }
+
+// TestEnablePprof: runtime profiles are served on the client URL only when
+// --enable-pprof asks for them.
+func TestEnablePprof(t *testing.T) {
+	for _, tc := range []struct {
+		flags []string
+		want  int
+	}{
+		{nil, http.StatusNotFound},
+		{[]string{"--enable-pprof"}, http.StatusOK},
+	} {
+		m := framework.StartKvd(t, tc.flags...)
+		resp, err := http.Get("http://" + m.Endpoint + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("flags %v: /debug/pprof/ answered %s, want %d", tc.flags, resp.Status, tc.want)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"time"
 
@@ -33,6 +34,9 @@ type Config struct {
 	// etcd's error instead of a transport one.
 	MaxRequestBytes int
 	MaxTxnOps       int
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/, as
+	// etcd's --enable-pprof does.
+	EnablePprof bool
 }
 
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
@@ -70,6 +74,13 @@ func NewHTTP(cfg Config) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
 	})
+	if cfg.EnablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
