@@ -221,7 +221,7 @@ func (s *Server) openCluster(boot *bootstrap) error {
 	}
 	s.cluster = membership.NewCluster(boot.clusterID, boot.localID, members)
 	s.ids.init(boot.localID)
-	s.transport = raftnode.NewHTTPTransport(boot.clusterID, s.cfg.snapDir(), s.lg)
+	s.transport = raftnode.NewHTTPTransport(boot.clusterID, boot.localID, s.cfg.snapDir(), s.lg)
 	s.transport.SetNode(s.node)
 	s.transport.SetSnapshotSource(s.be)
 	s.transport.OnRemoved(func() { s.fail(errMemberRemoved) })

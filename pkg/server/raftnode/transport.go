@@ -35,26 +35,31 @@ type Stepper interface {
 	ReportSnapshot(id uint64, status raft.SnapshotStatus)
 }
 
-// HTTPTransport sends raft messages to peers as batches over HTTP POSTs,
-// one sender goroutine and connection pool per peer, so a slow peer never
-// holds up the raft loop or the other peers.
+// HTTPTransport sends raft messages to peers over one long-lived stream
+// per peer, opened with an HTTP upgrade on the peer URL, with a sender
+// goroutine per peer, so a slow peer never holds up the raft loop or the
+// other peers. Snapshots, being large, travel in their own POSTs.
 type HTTPTransport struct {
 	clusterID uint64
+	localID   uint64
 	lg        *slog.Logger
-	client    *http.Client
 	// snapClient has no overall timeout: a database may take long to
 	// stream, and a stopped transport cancels it instead.
 	snapClient *http.Client
 	snapDir    string
 
-	mu       sync.Mutex
-	peers    map[uint64]*peer
-	removed  map[uint64]bool
-	node     Stepper
-	source   SnapshotSource
-	onGone   func()
-	ctx      context.Context
-	cancel   context.CancelFunc
+	mu      sync.Mutex
+	peers   map[uint64]*peer
+	removed map[uint64]bool
+	node    Stepper
+	source  SnapshotSource
+	onGone  func()
+	ctx     context.Context
+	cancel  context.CancelFunc
+	// inbound are the streams peers opened to this member, closed by
+	// Stop; stopped refuses new ones.
+	inbound  map[io.Closer]uint64 // to the sending member's ID
+	stopped  bool
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopc    chan struct{}
@@ -89,15 +94,16 @@ func (p *peer) peerURLs() []string {
 	return p.urls
 }
 
-// NewHTTPTransport returns a transport for a member of clusterID that
-// keeps snapshots it receives in snapDir.
-func NewHTTPTransport(clusterID uint64, snapDir string, lg *slog.Logger) *HTTPTransport {
+// NewHTTPTransport returns the transport of member localID of clusterID,
+// which keeps snapshots it receives in snapDir.
+func NewHTTPTransport(clusterID, localID uint64, snapDir string, lg *slog.Logger) *HTTPTransport {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &HTTPTransport{
 		clusterID:  clusterID,
+		localID:    localID,
 		lg:         lg,
-		client:     &http.Client{Timeout: 5 * time.Second},
 		snapClient: &http.Client{},
+		inbound:    map[io.Closer]uint64{},
 		snapDir:    snapDir,
 		peers:      map[uint64]*peer{},
 		removed:    map[uint64]bool{},
@@ -140,6 +146,11 @@ func (t *HTTPTransport) RemovePeer(id uint64) {
 	if p, ok := t.peers[id]; ok {
 		close(p.stopc)
 		delete(t.peers, id)
+	}
+	for c, from := range t.inbound {
+		if from == id {
+			c.Close()
+		}
 	}
 }
 
@@ -203,11 +214,17 @@ func (t *HTTPTransport) Send(msgs []*raftpb.Message) {
 	}
 }
 
-// Stop ends every sender and snapshot transfer.
+// Stop ends every sender, snapshot transfer and inbound stream.
 func (t *HTTPTransport) Stop() {
 	t.stopOnce.Do(func() {
 		close(t.stopc)
 		t.cancel()
+		t.mu.Lock()
+		t.stopped = true
+		for c := range t.inbound {
+			c.Close()
+		}
+		t.mu.Unlock()
 	})
 	t.wg.Wait()
 }
@@ -222,73 +239,75 @@ const (
 	maxBackoff = 400 * time.Millisecond
 )
 
-// run drains p's queue, sending what has piled up as one batch over a
-// kept-alive connection. Snapshots go on their own stream so heartbeats
-// and appends keep flowing while a database transfers.
+// run drains p's queue, writing what has piled up as one batch to the
+// peer's stream. Snapshots go apart, so heartbeats and appends keep
+// flowing while a database transfers.
 func (t *HTTPTransport) run(p *peer) {
 	defer t.wg.Done()
-	var buf bytes.Buffer
-	backoff := time.Duration(0)
+	var (
+		buf     bytes.Buffer
+		st      *stream
+		backoff time.Duration
+	)
+	defer func() { st.close() }()
 	probe := time.NewTicker(probeInterval)
 	defer probe.Stop()
 	sent := false
 	for {
-		var first *raftpb.Message
+		buf.Reset()
 		select {
-		case first = <-p.q:
+		case first := <-p.q:
 			sent = true
+			for m := first; m != nil; m = next(p.q, buf.Len()) {
+				if m.GetType() == raftpb.MsgSnap {
+					t.wg.Add(1)
+					go t.sendSnapshot(p, m)
+					continue
+				}
+				appendFrame(&buf, m)
+			}
+			if buf.Len() == 0 {
+				continue
+			}
 		case <-probe.C:
 			// Followers send each other nothing, yet membership checks
-			// need to know which peers are up: an idle peer gets an empty
-			// batch now and then.
-			if !sent {
-				p.setActive(t.post(p, nil) == nil)
+			// need to know which peers are up, and a dead connection only
+			// shows when written to: an idle peer gets a keep-alive.
+			if sent {
+				sent = false
+				continue
 			}
-			sent = false
-			continue
+			buf.WriteByte(0)
 		case <-p.stopc:
 			return
 		case <-t.stopc:
 			return
 		}
-		batch := make([]*raftpb.Message, 0, 16)
-		for m := first; m != nil; m = next(p.q, len(batch)) {
-			if m.GetType() == raftpb.MsgSnap {
-				t.wg.Add(1)
-				go t.sendSnapshot(p, m)
-				continue
-			}
-			batch = append(batch, m)
-		}
-		if len(batch) == 0 {
-			continue
-		}
-		buf.Reset()
-		for _, m := range batch {
-			appendFrame(&buf, m)
-		}
-		err := t.post(p, buf.Bytes())
+		err := t.write(p, &st, buf.Bytes())
 		p.setActive(err == nil)
-		if err != nil {
-			t.report(p, err)
-			backoff = min(max(2*backoff, minBackoff), maxBackoff)
-			select {
-			case <-time.After(backoff):
-			case <-p.stopc:
-				return
-			case <-t.stopc:
-				return
-			}
+		if err == nil {
+			backoff = 0
 			continue
 		}
-		backoff = 0
+		t.report(p, err)
+		backoff = min(max(2*backoff, minBackoff), maxBackoff)
+		select {
+		case <-time.After(backoff):
+		case <-p.stopc:
+			return
+		case <-t.stopc:
+			return
+		}
 	}
 }
 
+// maxBatchBytes bounds one write to a peer's stream.
+const maxBatchBytes = 4 << 20
+
 // next takes another queued message for the batch being built, or nil
 // when none is waiting or the batch is full.
-func next(q chan *raftpb.Message, n int) *raftpb.Message {
-	if n >= 512 {
+func next(q chan *raftpb.Message, size int) *raftpb.Message {
+	if size >= maxBatchBytes {
 		return nil
 	}
 	select {
@@ -299,48 +318,16 @@ func next(q chan *raftpb.Message, n int) *raftpb.Message {
 	}
 }
 
-// appendFrame writes m length-prefixed, the framing both endpoints use.
+// appendFrame writes m length-prefixed, the framing both endpoints use. A
+// zero length is a keep-alive with no message.
 func appendFrame(buf *bytes.Buffer, m *raftpb.Message) {
 	b, err := proto.Marshal(m)
 	if err != nil {
 		return
 	}
-	buf.Write(binary.AppendUvarint(nil, uint64(len(b))))
+	var n [binary.MaxVarintLen64]byte
+	buf.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 	buf.Write(b)
-}
-
-func (t *HTTPTransport) post(p *peer, body []byte) error {
-	var last error
-	for _, u := range p.peerURLs() {
-		req, err := http.NewRequest(http.MethodPost, u+RaftPath, bytes.NewReader(body))
-		if err != nil {
-			last = err
-			continue
-		}
-		req.Header.Set(clusterHeader, strconv.FormatUint(t.clusterID, 16))
-		resp, err := t.client.Do(req)
-		if err != nil {
-			last = err
-			continue
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusGone {
-			t.lg.Error("a peer says this member was removed from the cluster", "peer", fmt.Sprintf("%x", p.id))
-			t.mu.Lock()
-			gone := t.onGone
-			t.mu.Unlock()
-			if gone != nil {
-				gone()
-			}
-		}
-		if resp.StatusCode != http.StatusNoContent {
-			last = fmt.Errorf("peer %x at %s answered %s", p.id, u, resp.Status)
-			continue
-		}
-		return nil
-	}
-	return last
 }
 
 // report tells raft a peer missed a batch; snapshots travel apart and
@@ -355,9 +342,9 @@ func (t *HTTPTransport) report(p *peer, err error) {
 	}
 }
 
-// ServeHTTP accepts raft messages from a peer of the same cluster: batches
-// on RaftPath, a snapshot with its database on SnapshotPath. Members of
-// another cluster and removed members are refused and logged.
+// ServeHTTP accepts raft messages from a peer of the same cluster: a
+// stream on RaftPath, a snapshot with its database on SnapshotPath.
+// Members of another cluster and removed members are refused and logged.
 func (t *HTTPTransport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -379,39 +366,37 @@ func (t *HTTPTransport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		t.receiveSnapshot(w, r, n)
 		return
 	}
-	br := bufio.NewReader(io.LimitReader(r.Body, 64<<20))
-	for {
-		m, err := readFrame(br)
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if !t.accept(w, r, m) {
-			return
-		}
-		_ = n.Step(r.Context(), m)
+	t.serveStream(w, r, n)
+}
+
+// removedMember says whether id was removed from the cluster, logging the
+// refusal of its messages.
+func (t *HTTPTransport) removedMember(id uint64, remote string) bool {
+	t.mu.Lock()
+	gone := t.removed[id]
+	t.mu.Unlock()
+	if gone {
+		t.lg.Warn("refused raft messages from a removed member", "from", fmt.Sprintf("%x", id), "remote", remote)
 	}
-	w.WriteHeader(http.StatusNoContent)
+	return gone
 }
 
 // accept refuses a message from a removed member, answering 410 Gone so
 // that member learns its fate.
 func (t *HTTPTransport) accept(w http.ResponseWriter, r *http.Request, m *raftpb.Message) bool {
-	t.mu.Lock()
-	gone := t.removed[m.GetFrom()]
-	t.mu.Unlock()
-	if gone {
-		t.lg.Warn("refused raft message from a removed member", "from", fmt.Sprintf("%x", m.GetFrom()), "remote", r.RemoteAddr)
+	if t.removedMember(m.GetFrom(), r.RemoteAddr) {
 		http.Error(w, "member removed from the cluster", http.StatusGone)
+		return false
 	}
-	return !gone
+	return true
 }
 
+// readFrame reads the next message, skipping keep-alives.
 func readFrame(br *bufio.Reader) (*raftpb.Message, error) {
 	size, err := binary.ReadUvarint(br)
+	for err == nil && size == 0 {
+		size, err = binary.ReadUvarint(br)
+	}
 	if err == io.EOF {
 		return nil, err
 	}

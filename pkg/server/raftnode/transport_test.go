@@ -59,7 +59,7 @@ func eventually(t *testing.T, what string, ok func() bool) {
 func TestTransportDeliversWithinTheClusterOnly(t *testing.T) {
 	lg := slog.New(slog.DiscardHandler)
 	receiver := &recorder{}
-	recvT := NewHTTPTransport(7, t.TempDir(), lg)
+	recvT := NewHTTPTransport(7, 1, t.TempDir(), lg)
 	recvT.SetNode(receiver)
 	srv := httptest.NewServer(recvT)
 	defer srv.Close()
@@ -74,7 +74,7 @@ func TestTransportDeliversWithinTheClusterOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sender := &recorder{}
-			tr := NewHTTPTransport(tc.clusterID, t.TempDir(), lg)
+			tr := NewHTTPTransport(tc.clusterID, 0, t.TempDir(), lg)
 			tr.SetNode(sender)
 			tr.AddPeer(2, []string{srv.URL})
 			defer tr.Stop()
@@ -106,13 +106,13 @@ func TestTransportDeliversWithinTheClusterOnly(t *testing.T) {
 func TestRemovedMemberIsRefusedAndTold(t *testing.T) {
 	lg := slog.New(slog.DiscardHandler)
 	receiver := &recorder{}
-	recvT := NewHTTPTransport(7, t.TempDir(), lg)
+	recvT := NewHTTPTransport(7, 1, t.TempDir(), lg)
 	recvT.SetNode(receiver)
 	recvT.RemovePeer(5)
 	srv := httptest.NewServer(recvT)
 	defer srv.Close()
 
-	removed := NewHTTPTransport(7, t.TempDir(), lg)
+	removed := NewHTTPTransport(7, 5, t.TempDir(), lg)
 	removed.SetNode(&recorder{})
 	told := make(chan struct{}, 1)
 	removed.OnRemoved(func() {
