@@ -84,6 +84,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Uint("max-txn-ops", d.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.Duration("backend-batch-interval", d.BackendBatchInterval, "Longest time applied writes wait before the database commits them.")
 	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
+	fs.Duration("watch-progress-notify-interval", d.WatchProgressNotifyInterval, "How often watchers that asked for progress notifications and saw no event hear the current revision.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
@@ -115,34 +116,35 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		return server.Config{}, err
 	}
 	cfg := server.Config{
-		Name:                     v.GetString("name"),
-		DataDir:                  v.GetString("data-dir"),
-		ListenClientURLs:         urlList(v, "listen-client-urls"),
-		AdvertiseClientURLs:      urlList(v, "advertise-client-urls"),
-		ListenPeerURLs:           urlList(v, "listen-peer-urls"),
-		InitialAdvertisePeerURLs: urlList(v, "initial-advertise-peer-urls"),
-		InitialCluster:           v.GetString("initial-cluster"),
-		InitialClusterState:      v.GetString("initial-cluster-state"),
-		InitialClusterToken:      v.GetString("initial-cluster-token"),
-		DiscoverySRV:             v.GetString("discovery-srv"),
-		DiscoverySRVName:         v.GetString("discovery-srv-name"),
-		DiscoveryEndpoints:       urlList(v, "discovery-endpoints"),
-		DiscoveryToken:           v.GetString("discovery-token"),
-		DiscoveryDialTimeout:     v.GetDuration("discovery-dial-timeout"),
-		DiscoveryRequestTimeout:  v.GetDuration("discovery-request-timeout"),
-		DiscoveryDNSServer:       v.GetString("discovery-dns-server"),
-		SnapshotCount:            v.GetUint64("snapshot-count"),
-		SnapshotCatchUpEntries:   v.GetUint64("snapshot-catchup-entries"),
-		StrictReconfigCheck:      v.GetBool("strict-reconfig-check"),
-		MaxLearners:              v.GetInt("max-learners"),
-		EnablePprof:              v.GetBool("enable-pprof"),
-		HeartbeatInterval:        time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
-		ElectionTimeout:          time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
-		MaxRequestBytes:          v.GetUint("max-request-bytes"),
-		MaxTxnOps:                v.GetUint("max-txn-ops"),
-		BackendBatchInterval:     v.GetDuration("backend-batch-interval"),
-		BackendBatchLimit:        v.GetInt("backend-batch-limit"),
-		Logger:                   slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		Name:                        v.GetString("name"),
+		DataDir:                     v.GetString("data-dir"),
+		ListenClientURLs:            urlList(v, "listen-client-urls"),
+		AdvertiseClientURLs:         urlList(v, "advertise-client-urls"),
+		ListenPeerURLs:              urlList(v, "listen-peer-urls"),
+		InitialAdvertisePeerURLs:    urlList(v, "initial-advertise-peer-urls"),
+		InitialCluster:              v.GetString("initial-cluster"),
+		InitialClusterState:         v.GetString("initial-cluster-state"),
+		InitialClusterToken:         v.GetString("initial-cluster-token"),
+		DiscoverySRV:                v.GetString("discovery-srv"),
+		DiscoverySRVName:            v.GetString("discovery-srv-name"),
+		DiscoveryEndpoints:          urlList(v, "discovery-endpoints"),
+		DiscoveryToken:              v.GetString("discovery-token"),
+		DiscoveryDialTimeout:        v.GetDuration("discovery-dial-timeout"),
+		DiscoveryRequestTimeout:     v.GetDuration("discovery-request-timeout"),
+		DiscoveryDNSServer:          v.GetString("discovery-dns-server"),
+		SnapshotCount:               v.GetUint64("snapshot-count"),
+		SnapshotCatchUpEntries:      v.GetUint64("snapshot-catchup-entries"),
+		StrictReconfigCheck:         v.GetBool("strict-reconfig-check"),
+		MaxLearners:                 v.GetInt("max-learners"),
+		EnablePprof:                 v.GetBool("enable-pprof"),
+		WatchProgressNotifyInterval: v.GetDuration("watch-progress-notify-interval"),
+		HeartbeatInterval:           time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
+		ElectionTimeout:             time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
+		MaxRequestBytes:             v.GetUint("max-request-bytes"),
+		MaxTxnOps:                   v.GetUint("max-txn-ops"),
+		BackendBatchInterval:        v.GetDuration("backend-batch-interval"),
+		BackendBatchLimit:           v.GetInt("backend-batch-limit"),
+		Logger:                      slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"

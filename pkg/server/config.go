@@ -46,6 +46,9 @@ type Config struct {
 	// fewer started members than a quorum.
 	StrictReconfigCheck bool
 	MaxLearners         int
+	// WatchProgressNotifyInterval is how often idle watchers that asked
+	// for progress notifications hear the current revision.
+	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves runtime profiles on the client URLs.
 	EnablePprof bool
 
@@ -65,25 +68,26 @@ type Config struct {
 // Defaults returns the configuration etcd starts with when given no flags.
 func Defaults() Config {
 	return Config{
-		Name:                     "default",
-		ListenClientURLs:         []string{"http://localhost:2379"},
-		AdvertiseClientURLs:      []string{"http://localhost:2379"},
-		ListenPeerURLs:           []string{"http://localhost:2380"},
-		InitialAdvertisePeerURLs: []string{"http://localhost:2380"},
-		InitialClusterState:      "new",
-		InitialClusterToken:      "etcd-cluster",
-		DiscoveryDialTimeout:     2 * time.Second,
-		DiscoveryRequestTimeout:  5 * time.Second,
-		SnapshotCount:            10000,
-		SnapshotCatchUpEntries:   5000,
-		StrictReconfigCheck:      true,
-		MaxLearners:              1,
-		HeartbeatInterval:        100 * time.Millisecond,
-		ElectionTimeout:          1000 * time.Millisecond,
-		MaxRequestBytes:          1572864,
-		MaxTxnOps:                128,
-		BackendBatchInterval:     100 * time.Millisecond,
-		BackendBatchLimit:        10000,
+		Name:                        "default",
+		ListenClientURLs:            []string{"http://localhost:2379"},
+		AdvertiseClientURLs:         []string{"http://localhost:2379"},
+		ListenPeerURLs:              []string{"http://localhost:2380"},
+		InitialAdvertisePeerURLs:    []string{"http://localhost:2380"},
+		InitialClusterState:         "new",
+		InitialClusterToken:         "etcd-cluster",
+		DiscoveryDialTimeout:        2 * time.Second,
+		DiscoveryRequestTimeout:     5 * time.Second,
+		SnapshotCount:               10000,
+		SnapshotCatchUpEntries:      5000,
+		StrictReconfigCheck:         true,
+		MaxLearners:                 1,
+		WatchProgressNotifyInterval: 10 * time.Minute,
+		HeartbeatInterval:           100 * time.Millisecond,
+		ElectionTimeout:             1000 * time.Millisecond,
+		MaxRequestBytes:             1572864,
+		MaxTxnOps:                   128,
+		BackendBatchInterval:        100 * time.Millisecond,
+		BackendBatchLimit:           10000,
 	}
 }
 

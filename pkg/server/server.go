@@ -33,11 +33,13 @@ type Server struct {
 	cfg Config
 	lg  *slog.Logger
 
-	be      *backend.Backend
-	store   *mvcc.Store
-	applier *apply.Applier
-	node    *raftnode.Node
-	cluster *membership.Cluster
+	be    *backend.Backend
+	store *mvcc.Store
+	// watchable delivers the store's changes to watchers.
+	watchable *mvcc.Watchable
+	applier   *apply.Applier
+	node      *raftnode.Node
+	cluster   *membership.Cluster
 
 	ids     idGen
 	waits   waitRegistry
@@ -147,6 +149,7 @@ func (s *Server) openStorage() error {
 		return fmt.Errorf("open mvcc store: %w", err)
 	}
 	s.store = store
+	s.watchable = mvcc.NewWatchable(store, s.lg)
 	s.applier = apply.New(store, s.lg)
 	return nil
 }
@@ -358,10 +361,12 @@ func (s *Server) Run(ctx context.Context) error {
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s,
-		Health:          s.health,
-		MaxRequestBytes: int(s.cfg.MaxRequestBytes),
-		MaxTxnOps:       int(s.cfg.MaxTxnOps),
-		EnablePprof:     s.cfg.EnablePprof,
+		Health:                      s.health,
+		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),
+		MaxTxnOps:                   int(s.cfg.MaxTxnOps),
+		EnablePprof:                 s.cfg.EnablePprof,
+		Watcher:                     s,
+		WatchProgressNotifyInterval: s.cfg.WatchProgressNotifyInterval,
 	}
 	gs := api.NewGRPC(apiCfg)
 	h := api.NewHTTP(apiCfg)
@@ -444,6 +449,10 @@ func (s *Server) closeListeners() {
 }
 
 func (s *Server) closeStorage() {
+	if s.watchable != nil {
+		s.watchable.Stop()
+		s.watchable = nil
+	}
 	if s.store != nil {
 		s.store.Close()
 		s.store = nil

@@ -28,6 +28,7 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := s.store.Restore(func() error { return s.be.Replace(path) }); err != nil {
 		return fmt.Errorf("restore store from snapshot %d: %w", index, err)
 	}
+	s.watchable.Restored()
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

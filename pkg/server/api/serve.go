@@ -34,6 +34,10 @@ type Config struct {
 	// etcd's error instead of a transport one.
 	MaxRequestBytes int
 	MaxTxnOps       int
+	// Watcher serves the Watch service; WatchProgressNotifyInterval is
+	// how often idle watchers that asked for it hear the revision.
+	Watcher                     Watcher
+	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/, as
 	// etcd's --enable-pprof does.
 	EnablePprof bool
@@ -52,6 +56,13 @@ func NewGRPC(cfg Config) *grpc.Server {
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
+	if cfg.Watcher != nil {
+		progress := cfg.WatchProgressNotifyInterval
+		if progress <= 0 {
+			progress = 10 * time.Minute
+		}
+		pb.RegisterWatchServer(s, &watchService{w: cfg.Watcher, hdr: cfg.Header, progress: progress, maxBytes: cfg.MaxRequestBytes})
+	}
 	return s
 }
 

@@ -48,6 +48,10 @@ type Store struct {
 
 	ci, term uint64
 
+	// observer hears of every committed write txn: its revision and its
+	// changes. Set once, before writes start (see NewWatchable).
+	observer func(rev int64, changes []*mvccpb.KeyValue)
+
 	wg    sync.WaitGroup // background compactions
 	stopc chan struct{}
 }

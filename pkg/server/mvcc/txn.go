@@ -24,6 +24,17 @@ type TxnWrite struct {
 // the consistent index in the same database batch, so the effects and the
 // marker that they happened commit together or not at all.
 func (s *Store) Write(index, term uint64, fn func(*TxnWrite) error) error {
+	var t *TxnWrite
+	err := s.write(index, term, func(tx *TxnWrite) error { t = tx; return fn(tx) })
+	// Watchers hear of a txn once readers can see it; the applier is the
+	// only writer, so they hear of txns in revision order.
+	if err == nil && t != nil && len(t.changes) > 0 && s.observer != nil {
+		s.observer(t.main, t.changes)
+	}
+	return err
+}
+
+func (s *Store) write(index, term uint64, fn func(*TxnWrite) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.be.Write(func(tx backend.WriteTx) error {

@@ -1,0 +1,155 @@
+package api
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Watcher is what the Watch service needs from a member.
+type Watcher interface {
+	NewWatchStream() WatchStream
+}
+
+// WatchStream multiplexes the watchers of one client stream. Responses
+// come out of Chan in the order the client must see them, with only the
+// header's revision filled.
+type WatchStream interface {
+	Watch(r *pb.WatchCreateRequest) (int64, error)
+	Cancel(id int64) bool
+	RequestProgress()
+	NotifyProgress()
+	Chan() <-chan *pb.WatchResponse
+	Close()
+}
+
+type watchService struct {
+	pb.UnimplementedWatchServer
+	w        Watcher
+	hdr      Header
+	progress time.Duration
+	maxBytes int
+}
+
+// Watch serves one client stream: a reader takes create, cancel and
+// progress requests, and this goroutine alone sends, so responses keep the
+// order the watch stream gives them.
+func (s *watchService) Watch(stream pb.Watch_WatchServer) error {
+	ws := s.w.NewWatchStream()
+	defer ws.Close()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	out := &watchSender{svc: s, stream: stream, fragments: map[int64]bool{}}
+	errc := make(chan error, 1)
+	go func() {
+		errc <- out.receive(ws)
+		cancel()
+	}()
+	tick := time.NewTicker(s.progress)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-ws.Chan():
+			if err := out.send(r); err != nil {
+				return err
+			}
+		case <-tick.C:
+			ws.NotifyProgress()
+		case <-ctx.Done():
+			select {
+			case err := <-errc:
+				return err
+			default:
+				return ctx.Err()
+			}
+		}
+	}
+}
+
+// watchSender sends on one client stream; the request reader and the
+// response loop share it, and gRPC allows one sender at a time.
+type watchSender struct {
+	svc    *watchService
+	stream pb.Watch_WatchServer
+
+	mu        sync.Mutex
+	fragments map[int64]bool // watchers that accept fragmented responses
+}
+
+// receive handles the client's requests until the stream ends.
+func (o *watchSender) receive(ws WatchStream) error {
+	for {
+		req, err := o.stream.Recv()
+		if err != nil {
+			return nil
+		}
+		switch {
+		case req.GetCreateRequest() != nil:
+			cr := req.GetCreateRequest()
+			id, err := ws.Watch(cr)
+			if err != nil {
+				// etcd answers a refused watch on the stream itself.
+				if err := o.send(&pb.WatchResponse{WatchId: cr.WatchId, Created: true, Canceled: true, CancelReason: err.Error()}); err != nil {
+					return err
+				}
+				continue
+			}
+			o.mu.Lock()
+			o.fragments[id] = cr.Fragment
+			o.mu.Unlock()
+		case req.GetCancelRequest() != nil:
+			id := req.GetCancelRequest().WatchId
+			if ws.Cancel(id) {
+				if err := o.send(&pb.WatchResponse{WatchId: id, Canceled: true}); err != nil {
+					return err
+				}
+			}
+		case req.GetProgressRequest() != nil:
+			ws.RequestProgress()
+		}
+	}
+}
+
+// send fills r's header and sends it, in fragments when the watcher
+// allows them and r is larger than a request may be.
+func (o *watchSender) send(r *pb.WatchResponse) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if r.Header == nil {
+		r.Header = &pb.ResponseHeader{}
+	}
+	// etcd leaves the revision out of a compaction cancel's header.
+	fillHeader(o.svc.hdr, r.Header, r.CompactRevision == 0)
+	if !o.fragments[r.WatchId] || len(r.Events) < 2 || proto.Size(r) <= o.svc.maxBytes {
+		return o.stream.Send(r)
+	}
+	for _, part := range fragmentsOf(r, o.svc.maxBytes) {
+		if err := o.stream.Send(part); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fragmentsOf splits r's events into responses of at most max bytes of
+// events each, all but the last marked as fragments.
+func fragmentsOf(r *pb.WatchResponse, max int) []*pb.WatchResponse {
+	var parts []*pb.WatchResponse
+	cur := &pb.WatchResponse{Header: r.Header, WatchId: r.WatchId, Fragment: true}
+	size := 0
+	for _, ev := range r.Events {
+		n := proto.Size(ev)
+		if len(cur.Events) > 0 && size+n > max {
+			parts = append(parts, cur)
+			cur = &pb.WatchResponse{Header: r.Header, WatchId: r.WatchId, Fragment: true}
+			size = 0
+		}
+		cur.Events = append(cur.Events, ev)
+		size += n
+	}
+	cur.Fragment = false
+	return append(parts, cur)
+}

@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// TestWatchConformance drives the Watch API with etcd's own client on kvd
+// and on etcd: live events, prev_kv, filters, replay from history, a
+// compacted start, and progress requests must come out the same.
+func TestWatchConformance(t *testing.T) {
+	results := map[string]string{}
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			m := srv.start(t)
+			c := newClientv3(t, m.Endpoint)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			results[srv.name] = watchScenario(ctx, t, c)
+		})
+	}
+	if results["kvd"] != results["etcd"] {
+		t.Fatalf("kvd and etcd differ:\nkvd:\n%s\netcd:\n%s", results["kvd"], results["etcd"])
+	}
+}
+
+// watchScenario returns a transcript of what the watchers saw.
+func watchScenario(ctx context.Context, t *testing.T, c *clientv3.Client) string {
+	t.Helper()
+	var out strings.Builder
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	live := c.Watch(wctx, "/w/", clientv3.WithPrefix(), clientv3.WithPrevKV(), clientv3.WithCreatedNotify())
+	noPut := c.Watch(wctx, "/w/a", clientv3.WithFilterPut())
+	if r := <-live; !r.Created {
+		t.Fatalf("first response is not created: %+v", r)
+	}
+	steps := []func() error{
+		func() error { _, err := c.Put(ctx, "/w/a", "1"); return err },
+		func() error { _, err := c.Put(ctx, "/w/b", "1"); return err },
+		func() error { _, err := c.Put(ctx, "/w/a", "2"); return err },
+		func() error { _, err := c.Delete(ctx, "/w/", clientv3.WithPrefix()); return err },
+		func() error { _, err := c.Put(ctx, "/other", "x"); return err },
+		func() error { _, err := c.Put(ctx, "/w/c", "1"); return err },
+	}
+	for _, step := range steps {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func(name string, ch clientv3.WatchChan, n int) {
+		t.Helper()
+		got := 0
+		for got < n {
+			select {
+			case r, ok := <-ch:
+				if !ok {
+					t.Fatalf("%s: channel closed after %d events", name, got)
+				}
+				fmt.Fprintf(&out, "%s rev=%d compact=%d canceled=%v\n", name, r.Header.Revision, r.CompactRevision, r.Canceled)
+				for _, ev := range r.Events {
+					fmt.Fprintf(&out, "  %s %s=%s mod=%d create=%d ver=%d", ev.Type, ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision, ev.Kv.Version)
+					if ev.PrevKv != nil {
+						fmt.Fprintf(&out, " prev=%s", ev.PrevKv.Value)
+					}
+					out.WriteString("\n")
+				}
+				got += len(r.Events)
+				if r.Canceled {
+					return
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: %d of %d events", name, got, n)
+			}
+		}
+	}
+	record("live", live, 6)
+	record("noput", noPut, 1)
+	replay := c.Watch(wctx, "/w/b", clientv3.WithRev(1))
+	record("replay", replay, 2)
+	if _, err := c.Compact(ctx, 5); err != nil {
+		t.Fatal(err)
+	}
+	record("compacted", c.Watch(wctx, "/w/", clientv3.WithPrefix(), clientv3.WithRev(2)), 1)
+	if err := c.RequestProgress(wctx); err != nil {
+		t.Fatal(err)
+	}
+	for r := range live {
+		if r.IsProgressNotify() {
+			fmt.Fprintf(&out, "progress rev=%d\n", r.Header.Revision)
+			break
+		}
+	}
+	return out.String()
+}
