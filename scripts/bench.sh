@@ -10,13 +10,28 @@
 # Both clusters stop before the next size starts, and everything this script
 # started is stopped when it exits.
 #
-#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" scripts/bench.sh
+# SCENARIOS picks the kinds of scenario to run, any of "put range watch".
+# The watch scenarios (single member only) open WATCH_WATCHERS watchers on one
+# gRPC stream over 10 keys and put WATCH_PUTS times at WATCH_RATE puts/s;
+# their req/s column is events delivered per second and their p50/p99 are
+# the times from a put's send to each watcher receiving its event. A server
+# answering the Watch RPC with Unimplemented is reported as not supporting
+# watch, and the run goes on.
+#
+#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch" scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 TOTAL=${TOTAL:-20000}
 MEMBERS=${MEMBERS:-1 3}
+SCENARIOS=${SCENARIOS:-put range watch}
+WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
+WATCH_PUTS=${WATCH_PUTS:-300}
+WATCH_RATE=${WATCH_RATE:-100}
+for kind in $SCENARIOS; do
+  case $kind in put | range | watch) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range or watch)" >&2; exit 1 ;; esac
+done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
 [ -x "$ETCD" ] || { echo "bench.sh: no etcd binary at $ETCD (run make tools, or set KVD_ETCD_BIN)" >&2; exit 1; }
@@ -97,16 +112,30 @@ stop_cluster() { # SYSTEM: SIGTERM its members and wait for them
   running[$1]=""
 }
 
-# scenarios N prints "name|kvbench arguments" lines for an N-member cluster.
-# --conns 100 gives every member a share of the connections.
-scenarios() {
-  local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000"
+# all_scenarios N prints "name|kvbench arguments" lines for an N-member
+# cluster; a name's first word (before the first -) is its kind. --conns 100
+# gives every member a share of the connections.
+all_scenarios() {
+  local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000" w
   if [ "$n" = 1 ]; then
     echo "put-1client|--conns 1 --clients 1 $put --total $((TOTAL / 10))"
   fi
   echo "put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
   echo "range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
   echo "range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
+  if [ "$n" = 1 ]; then
+    for w in $WATCH_WATCHERS; do
+      echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
+    done
+  fi
+}
+
+# scenarios N prints the lines of all_scenarios whose kind is in SCENARIOS.
+scenarios() {
+  local line
+  while IFS= read -r line; do
+    case " $SCENARIOS " in *" ${line%%-*} "*) echo "$line" ;; esac
+  done < <(all_scenarios "$1")
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
@@ -115,18 +144,38 @@ field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
 row() { printf '%-7s %-22s %-5s %12s %10s %10s\n' "$@"; }
 
 # run_scenario N NAME ARGS runs ROUNDS rounds against each system's running
-# cluster and prints their medians and the kvd/etcd ratios.
+# cluster and prints their medians and the kvd/etcd ratios. A system whose
+# kvbench exits with status 3 (the server answered Unimplemented) is skipped
+# for the rest of the scenario and reported as not supporting it.
 run_scenario() {
-  local n=$1 name=$2 args=$3 sys out failed
-  local -A rps p50 p99
+  local n=$1 name=$2 args=$3 sys out failed rc res
+  local -A rps p50 p99 unsupported
   for sys in "${SYSTEMS[@]}"; do : >"$work/$n-$name.$sys"; done
   for _ in $(seq "$ROUNDS"); do
     for sys in "${SYSTEMS[@]}"; do
+      [ -z "${unsupported[$sys]:-}" ] || continue
+      rc=0
       # shellcheck disable=SC2086 # args is a list of words
-      $BENCH --endpoints "${eps[$sys]}" $args </dev/null | grep '^RESULT' >>"$work/$n-$name.$sys"
+      res=$($BENCH --endpoints "${eps[$sys]}" $args </dev/null 2>"$work/$n-$name.$sys.err") || rc=$?
+      case $rc in
+        0)
+          grep '^RESULT' <<<"$res" >>"$work/$n-$name.$sys"
+          cat "$work/$n-$name.$sys.err" >&2
+          ;;
+        3) unsupported[$sys]=1 ;;
+        *)
+          echo "bench.sh: kvbench against $sys failed (status $rc) in $name:" >&2
+          cat "$work/$n-$name.$sys.err" >&2
+          exit 1
+          ;;
+      esac
     done
   done
   for sys in "${SYSTEMS[@]}"; do
+    if [ -n "${unsupported[$sys]:-}" ]; then
+      printf '%-7s %-22s %-5s %s\n' "$n" "$name" "$sys" "${name%%-*} not supported (the server answered Unimplemented)"
+      continue
+    fi
     out=$work/$n-$name.$sys
     rps[$sys]=$(field rps <"$out" | median)
     p50[$sys]=$(field p50_ms <"$out" | median)
@@ -135,6 +184,7 @@ run_scenario() {
     failed=$(field failed <"$out" | awk '{s+=$1} END {print s+0}')
     if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $name" >&2; fi
   done
+  if [ -n "${unsupported[*]}" ]; then return; fi
   awk -v r1="${rps[kvd]}" -v r2="${rps[etcd]}" -v a1="${p50[kvd]}" -v a2="${p50[etcd]}" \
     -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$name" '
     function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
@@ -143,11 +193,13 @@ run_scenario() {
 
 row members scenario server req/s p50_ms p99_ms
 for n in $MEMBERS; do
+  list=$(scenarios "$n")
+  [ -n "$list" ] || continue
   start_cluster kvd "$KVD" "$n"
   start_cluster etcd "$ETCD" "$n"
   while IFS='|' read -r name args; do
     run_scenario "$n" "$name" "$args"
-  done < <(scenarios "$n")
+  done <<<"$list"
   stop_cluster kvd
   stop_cluster etcd
 done

@@ -1,9 +1,14 @@
-// Command kvbench generates put and range load against any server speaking
-// the etcd v3 API (kvd or etcd) and prints throughput and latency
+// Command kvbench generates put, range and watch load against any server
+// speaking the etcd v3 API (kvd or etcd) and prints throughput and latency
 // percentiles, so the two can be compared on the same machine in one run.
 //
 //	kvbench --endpoints 127.0.0.1:2379 --conns 100 --clients 100 put --total 100000 --val-size 256
 //	kvbench --endpoints 127.0.0.1:2379 --clients 100 range foo --consistency s --total 100000
+//	kvbench --endpoints 127.0.0.1:2379 watch --watchers 1000 --keys 10 --put-rate 100 --total 300
+//
+// The watch command reports events delivered per second as its rate and
+// put-to-delivery times as its latencies; it exits with status 3 when the
+// server answers the Watch RPC with Unimplemented.
 //
 // It drives gRPC stubs directly, with --conns connections shared round-robin
 // by --clients workers, so what it measures is the server, not a client
@@ -17,6 +22,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -45,8 +51,12 @@ func main() {
 	root.PersistentFlags().IntVar(&o.conns, "conns", 1, "number of gRPC connections")
 	root.PersistentFlags().IntVar(&o.clients, "clients", 1, "number of concurrent workers")
 	root.PersistentFlags().IntVar(&o.total, "total", 10000, "total number of requests")
-	root.AddCommand(putCommand(&o), rangeCommand(&o))
+	root.AddCommand(putCommand(&o), rangeCommand(&o), watchCommand(&o))
 	if err := root.Execute(); err != nil {
+		var unsupported errUnsupported
+		if errors.As(err, &unsupported) {
+			os.Exit(exitUnsupported)
+		}
 		os.Exit(1)
 	}
 }
@@ -176,13 +186,23 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 }
 
 func report(lat []time.Duration, elapsed time.Duration, failures int64, firstErr any) {
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	printSummary(lat, elapsed, float64(len(lat))/elapsed.Seconds(), failures, firstErr)
+}
+
+// percentile returns the sample at fraction p (0 to 1) of sorted, the
+// nearest-rank sample at or above it, or 0 for no samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
 	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+// printSummary sorts lat and prints the human summary and the RESULT line,
+// with rps as the rate and failures as the failed count.
+func printSummary(lat []time.Duration, elapsed time.Duration, rps float64, failures int64, firstErr any) {
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration { return percentile(lat, p) }
 	var sum time.Duration
 	for _, l := range lat {
 		sum += l
@@ -191,7 +211,6 @@ func report(lat []time.Duration, elapsed time.Duration, failures int64, firstErr
 	if len(lat) > 0 {
 		avg = sum / time.Duration(len(lat))
 	}
-	rps := float64(len(lat)) / elapsed.Seconds()
 	fmt.Printf("Summary:\n  Total:\t%.4f secs.\n  Requests:\t%d ok, %d failed\n  Average:\t%.4f ms\n  Requests/sec:\t%.1f\n",
 		elapsed.Seconds(), len(lat), failures, ms(avg), rps)
 	fmt.Printf("Latency:\n  p50:\t%.4f ms\n  p90:\t%.4f ms\n  p99:\t%.4f ms\n  max:\t%.4f ms\n", ms(pct(0.5)), ms(pct(0.9)), ms(pct(0.99)), ms(pct(1)))
