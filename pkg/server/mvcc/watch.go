@@ -52,8 +52,8 @@ type Watchable struct {
 	lg *slog.Logger
 
 	mu       sync.Mutex
-	synced   map[*watcher]struct{}
-	unsynced map[*watcher]struct{}
+	synced   *watcherGroup
+	unsynced *watcherGroup
 	// notified is the revision of the last txn handed to synced watchers:
 	// a synced watcher has had every event up to it.
 	notified int64
@@ -81,8 +81,8 @@ func NewWatchable(s *Store, lg *slog.Logger) *Watchable {
 	w := &Watchable{
 		s:        s,
 		lg:       lg,
-		synced:   map[*watcher]struct{}{},
-		unsynced: map[*watcher]struct{}{},
+		synced:   newWatcherGroup(),
+		unsynced: newWatcherGroup(),
 		notified: s.Rev(),
 		kick:     make(chan struct{}, 1),
 		stopc:    make(chan struct{}),
@@ -104,9 +104,9 @@ func (w *Watchable) Stop() {
 // is owed was compacted away.
 func (w *Watchable) Restored() {
 	w.mu.Lock()
-	for wt := range w.synced {
-		delete(w.synced, wt)
-		w.unsynced[wt] = struct{}{}
+	for wt := range w.synced.all {
+		w.synced.remove(wt)
+		w.unsynced.add(wt)
 	}
 	w.notified = w.s.Rev()
 	w.mu.Unlock()
@@ -184,10 +184,10 @@ func (ws *WatchStream) Watch(o WatchOptions) (int64, error) {
 	wt.next = o.StartRev
 	if wt.next <= 0 || wt.next > w.notified {
 		wt.next = max(wt.next, w.notified+1)
-		w.synced[wt] = struct{}{}
+		w.synced.add(wt)
 		return id, nil
 	}
-	w.unsynced[wt] = struct{}{}
+	w.unsynced.add(wt)
 	w.wake()
 	return id, nil
 }
@@ -228,8 +228,8 @@ func (ws *WatchStream) Close() {
 
 func (w *Watchable) remove(wt *watcher) {
 	w.mu.Lock()
-	delete(w.synced, wt)
-	delete(w.unsynced, wt)
+	w.synced.remove(wt)
+	w.unsynced.remove(wt)
 	w.mu.Unlock()
 }
 
@@ -261,7 +261,7 @@ func (ws *WatchStream) NotifyProgress() {
 		if !wt.ProgressNotify {
 			continue
 		}
-		if _, synced := w.synced[wt]; synced && !wt.sent {
+		if w.synced.has(wt) && !wt.sent {
 			ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: w.notified}, WatchId: id})
 		}
 		wt.sent = false
@@ -273,7 +273,7 @@ func (ws *WatchStream) allSyncedLocked() bool {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for _, wt := range ws.watchers {
-		if _, ok := ws.w.synced[wt]; !ok {
+		if !ws.w.synced.has(wt) {
 			return false
 		}
 	}

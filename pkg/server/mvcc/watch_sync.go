@@ -14,29 +14,41 @@ import (
 // runs on the applier's goroutine and never blocks on a consumer: a
 // watcher whose stream is full becomes unsynced and catches up later.
 func (w *Watchable) notify(rev int64, changes []*mvccpb.KeyValue) {
-	events := make([]*mvccpb.Event, len(changes))
-	for i, kv := range changes {
-		events[i] = eventOf(kv, rev)
-	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.notified = rev
-	for wt := range w.synced {
-		if rev < wt.next {
-			continue
-		}
-		evs := w.pick(wt, events)
-		if len(evs) > 0 && !wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: wt.ID, Events: evs}) {
-			delete(w.synced, wt)
-			w.unsynced[wt] = struct{}{}
+	// Gather each interested watcher's events, in the txn's order.
+	var (
+		order []*watcher
+		picks = map[*watcher][]*mvccpb.Event{}
+	)
+	for _, kv := range changes {
+		ev := eventOf(kv, rev)
+		w.synced.watching(kv.Key, func(wt *watcher) {
+			if rev < wt.next || !wt.wants(ev) {
+				return
+			}
+			if _, seen := picks[wt]; !seen {
+				order = append(order, wt)
+			}
+			if wt.PrevKV {
+				ev := w.withPrev(ev)
+				picks[wt] = append(picks[wt], ev)
+				return
+			}
+			picks[wt] = append(picks[wt], ev)
+		})
+	}
+	for _, wt := range order {
+		if !wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: rev}, WatchId: wt.ID, Events: picks[wt]}) {
+			w.synced.remove(wt)
+			w.unsynced.add(wt)
 			continue
 		}
 		wt.next = rev + 1
-		if len(evs) > 0 {
-			wt.sent = true
-		}
+		wt.sent = true
 	}
-	if len(w.unsynced) > 0 {
+	if w.unsynced.len() > 0 {
 		w.wake()
 	}
 }
@@ -97,15 +109,15 @@ func (w *Watchable) syncLoop() {
 func (w *Watchable) syncOnce() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.unsynced) == 0 {
+	if w.unsynced.len() == 0 {
 		return
 	}
 	compactRev := w.s.CompactRev()
 	from := int64(-1)
-	for wt := range w.unsynced {
+	for wt := range w.unsynced.all {
 		if wt.next < compactRev {
 			if wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: wt.ID, CompactRevision: compactRev, Canceled: true}) {
-				delete(w.unsynced, wt)
+				w.unsynced.remove(wt)
 				wt.ws.drop(wt)
 			}
 			continue
@@ -126,7 +138,7 @@ func (w *Watchable) syncOnce() {
 		w.lg.Error("read watch history", "from", from, "to", to, "err", err)
 		return
 	}
-	for wt := range w.unsynced {
+	for wt := range w.unsynced.all {
 		if wt.next > to {
 			continue
 		}
@@ -144,12 +156,12 @@ func (w *Watchable) syncOnce() {
 		}
 		wt.next = to + 1
 		if to >= w.notified {
-			delete(w.unsynced, wt)
-			w.synced[wt] = struct{}{}
+			w.unsynced.remove(wt)
+			w.synced.add(wt)
 		}
 	}
 	w.answerProgress()
-	if len(w.unsynced) > 0 {
+	if w.unsynced.len() > 0 {
 		w.wake()
 	}
 }
@@ -158,7 +170,7 @@ func (w *Watchable) syncOnce() {
 // watchers to catch up; w.mu is held.
 func (w *Watchable) answerProgress() {
 	streams := map[*WatchStream]bool{}
-	for wt := range w.synced {
+	for wt := range w.synced.all {
 		streams[wt.ws] = true
 	}
 	for ws := range streams {

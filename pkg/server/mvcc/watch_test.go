@@ -199,7 +199,7 @@ func TestSlowConsumerDoesNotBlock(t *testing.T) {
 		t.Fatalf("stuck stream holds %d responses", n)
 	}
 	w.mu.Lock()
-	_, demoted := w.unsynced[stuck.watchers[0]]
+	demoted := w.unsynced.has(stuck.watchers[0])
 	w.mu.Unlock()
 	if !demoted {
 		t.Fatal("the stuck watcher was not moved to catch up from the backend")
