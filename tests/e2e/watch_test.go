@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/kvd-io/kvd/tests/framework"
 )
 
 // TestWatchConformance drives the Watch API with etcd's own client on kvd
@@ -97,4 +102,71 @@ func watchScenario(ctx context.Context, t *testing.T, c *clientv3.Client) string
 		}
 	}
 	return out.String()
+}
+
+// TestSlowWatcherDoesNotStallOthers: a client that opens a watch stream
+// and never reads it does not delay another watcher's events beyond a
+// bound, and the server's memory stays bounded while it is owed tens of
+// megabytes of events.
+func TestSlowWatcherDoesNotStallOthers(t *testing.T) {
+	m := framework.StartKvd(t)
+	c := newClientv3(t, m.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	conn, err := grpc.NewClient(m.Endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	stuck, err := pb.NewWatchClient(conn).Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 { // many watchers on the stuck stream, all owed every event
+		if err := stuck.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: &pb.WatchCreateRequest{Key: []byte("s/"), RangeEnd: []byte("s0"), WatchId: int64(i + 1)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	live := c.Watch(ctx, "s/", clientv3.WithPrefix())
+	const writes = 2000
+	value := strings.Repeat("v", 8<<10)
+	delays := make(chan time.Duration, writes)
+	sent := make([]time.Time, writes+2)
+	go func() {
+		for r := range live {
+			for _, ev := range r.Events {
+				delays <- time.Since(sent[ev.Kv.ModRevision-2])
+			}
+		}
+	}()
+	for i := range writes {
+		sent[i] = time.Now()
+		if _, err := c.Put(ctx, fmt.Sprintf("s/%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var worst time.Duration
+	for range writes {
+		select {
+		case d := <-delays:
+			worst = max(worst, d)
+		case <-time.After(10 * time.Second):
+			t.Fatal("the live watcher stopped receiving events")
+		}
+	}
+	if worst > 5*time.Second {
+		t.Fatalf("an event took %v to reach the live watcher", worst)
+	}
+	// 20 watchers are owed 2000 events of 8 KiB: 320 MiB if queued in
+	// memory. Bounded buffering keeps the server far below.
+	rss, err := m.RSS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rss > 200<<20 {
+		t.Fatalf("server resident memory %d MiB with a stuck watch stream", rss>>20)
+	}
+	t.Logf("worst live delay %v, server RSS %d MiB", worst, rss>>20)
 }

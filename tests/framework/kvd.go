@@ -204,6 +204,27 @@ func (m *Member) advertisedPeerURL() string {
 	return m.PeerURL
 }
 
+// RSS returns the process's resident memory in bytes, read from /proc.
+func (m *Member) RSS() (int64, error) {
+	m.mu.Lock()
+	cmd := m.cmd
+	m.mu.Unlock()
+	if cmd == nil {
+		return 0, fmt.Errorf("%s is not running", m.Name)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", cmd.Process.Pid)
+}
+
 // Healthy says whether the member's /health answers true right now.
 func (m *Member) Healthy() bool {
 	client := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: m.TLS}}

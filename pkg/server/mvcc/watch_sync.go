@@ -105,42 +105,27 @@ func (w *Watchable) syncLoop() {
 }
 
 // syncOnce reads one batch of history for the unsynced watchers and
-// delivers it; watchers that reach the present join the synced group.
+// delivers it; watchers that reach the present join the synced group. The
+// backend is read without w.mu held, so notify, and with it the applier,
+// never waits on a catch-up.
 func (w *Watchable) syncOnce() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.unsynced.len() == 0 {
+	from, to, ready := w.syncPlan()
+	w.mu.Unlock()
+	if len(ready) == 0 {
 		return
 	}
-	compactRev := w.s.CompactRev()
-	from := int64(-1)
-	for wt := range w.unsynced.all {
-		if wt.next < compactRev {
-			if wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: wt.ID, CompactRevision: compactRev, Canceled: true}) {
-				w.unsynced.remove(wt)
-				wt.ws.drop(wt)
-			}
-			continue
-		}
-		if from < 0 || wt.next < from {
-			from = wt.next
-		}
-	}
-	if from < 0 {
-		return
-	}
-	// Everything up to notified is in the backend; later txns are on
-	// their way to notify, which waits for w.mu and skips what this
-	// round delivers.
-	to := min(w.notified, from+historyBatch-1)
 	events, err := w.s.history(from, to)
 	if err != nil {
 		w.lg.Error("read watch history", "from", from, "to", to, "err", err)
 		return
 	}
-	for wt := range w.unsynced.all {
-		if wt.next > to {
-			continue
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	progressed := false
+	for _, wt := range ready {
+		if !w.unsynced.has(wt) || wt.next > to {
+			continue // canceled, or served, meanwhile
 		}
 		var evs []*mvccpb.Event
 		for _, e := range events {
@@ -151,9 +136,8 @@ func (w *Watchable) syncOnce() {
 		if len(evs) > 0 && !wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{Revision: to}, WatchId: wt.ID, Events: evs}) {
 			continue
 		}
-		if len(evs) > 0 {
-			wt.sent = true
-		}
+		progressed = true
+		wt.sent = wt.sent || len(evs) > 0
 		wt.next = to + 1
 		if to >= w.notified {
 			w.unsynced.remove(wt)
@@ -161,9 +145,36 @@ func (w *Watchable) syncOnce() {
 		}
 	}
 	w.answerProgress()
-	if w.unsynced.len() > 0 {
+	if progressed && w.unsynced.len() > 0 {
 		w.wake()
 	}
+}
+
+// syncPlan cancels the unsynced watchers whose history was compacted
+// away, and picks the ones whose stream has room for more, with the
+// revisions the next batch covers. w.mu is held.
+func (w *Watchable) syncPlan() (from, to int64, ready []*watcher) {
+	compactRev := w.s.CompactRev()
+	from = -1
+	for wt := range w.unsynced.all {
+		if wt.next < compactRev {
+			if wt.ws.trySend(&pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: wt.ID, CompactRevision: compactRev, Canceled: true}) {
+				w.unsynced.remove(wt)
+				wt.ws.drop(wt)
+			}
+			continue
+		}
+		if len(wt.ws.ch) > cap(wt.ws.ch)/2 {
+			continue // its consumer is behind; reading for it now is waste
+		}
+		ready = append(ready, wt)
+		if from < 0 || wt.next < from {
+			from = wt.next
+		}
+	}
+	// Everything up to notified is in the backend; later txns are on
+	// their way to notify, which skips what this round delivers.
+	return from, min(w.notified, from+historyBatch-1), ready
 }
 
 // answerProgress sends the progress responses that waited for a stream's
