@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -169,4 +170,43 @@ func TestSlowWatcherDoesNotStallOthers(t *testing.T) {
 		t.Fatalf("server resident memory %d MiB with a stuck watch stream", rss>>20)
 	}
 	t.Logf("worst live delay %v, server RSS %d MiB", worst, rss>>20)
+}
+
+var idsRe = regexp.MustCompile(`"cluster_id":\d+,"member_id":\d+`)
+
+// TestEtcdctlWatchAgainstKvd: the real etcdctl's watch prints the same
+// history replay against kvd as against etcd.
+func TestEtcdctlWatchAgainstKvd(t *testing.T) {
+	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
+	outputs := map[string]string{}
+	for _, srv := range servers {
+		m := srv.start(t)
+		c := newClientv3(t, m.Endpoint)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		for _, kv := range [][2]string{{"/w/a", "1"}, {"/w/b", "2"}, {"/w/a", "3"}} {
+			if _, err := c.Put(ctx, kv[0], kv[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Delete(ctx, "/w/b"); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		var out strings.Builder
+		for _, args := range [][]string{
+			{"watch", "--prefix", "/w/", "--rev", "2", "--prev-kv"},
+			{"watch", "/w/a", "--rev", "1", "-w", "json"},
+		} {
+			r := framework.Run(t, framework.Invocation{Bin: etcdctl, Endpoints: m.Endpoint, Args: args, Timeout: 2 * time.Second, RunsOn: true})
+			fmt.Fprintf(&out, "$ etcdctl %s\n%s%s", strings.Join(args, " "), r.Stdout, r.Stderr)
+		}
+		// The two servers run on different ports, so their IDs differ.
+		outputs[srv.name] = idsRe.ReplaceAllString(framework.Normalize(out.String()), `"cluster_id":C,"member_id":M`)
+	}
+	if outputs["kvd"] != outputs["etcd"] {
+		t.Fatalf("etcdctl watch differs:\nkvd:\n%s\netcd:\n%s", outputs["kvd"], outputs["etcd"])
+	}
+	if !strings.Contains(outputs["kvd"], "DELETE\n/w/b\n") {
+		t.Fatalf("no delete event in:\n%s", outputs["kvd"])
+	}
 }
