@@ -240,3 +240,40 @@ func TestProgress(t *testing.T) {
 		t.Fatalf("progress notification: %v", r)
 	}
 }
+
+// One busy prefix on a stream must not hold back another watcher of the
+// same stream for long (etcd issue 17529): the quiet watcher's event waits
+// at most for one buffer's worth of the busy one's.
+func TestBusyWatcherDoesNotStarveItsNeighbour(t *testing.T) {
+	s, w := openWatchable(t)
+	ws := w.NewStream()
+	defer ws.Close()
+	hot, _ := ws.Watch(WatchOptions{Key: []byte("hot/"), End: []byte("hot0")})
+	quiet, _ := ws.Watch(WatchOptions{Key: []byte("quiet")})
+	arrived := make(chan time.Time, 1)
+	go func() {
+		for r := range ws.Chan() {
+			if r.WatchId == quiet && len(r.Events) > 0 {
+				arrived <- time.Now()
+				return
+			}
+			time.Sleep(50 * time.Microsecond) // a consumer slower than the writer
+		}
+	}()
+	var sentAt time.Time
+	for i := range 4 * streamBuffer {
+		if i == 2*streamBuffer {
+			sentAt = time.Now()
+			s.put(t, "quiet", "1")
+		}
+		s.put(t, fmt.Sprintf("hot/%d", i), "v")
+	}
+	select {
+	case at := <-arrived:
+		if d := at.Sub(sentAt); d > 5*time.Second {
+			t.Fatalf("the quiet watcher waited %v behind the busy one", d)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the quiet watcher never got its event (hot watch %d)", hot)
+	}
+}
