@@ -61,7 +61,8 @@ func NewGRPC(cfg Config) *grpc.Server {
 		if progress <= 0 {
 			progress = 10 * time.Minute
 		}
-		pb.RegisterWatchServer(s, &watchService{w: cfg.Watcher, hdr: cfg.Header, progress: progress, maxBytes: cfg.MaxRequestBytes})
+		// Like etcd, fragment past what a request may carry, overhead included.
+		pb.RegisterWatchServer(s, &watchService{w: cfg.Watcher, hdr: cfg.Header, progress: progress, maxBytes: cfg.MaxRequestBytes + grpcOverhead})
 	}
 	return s
 }
