@@ -207,7 +207,8 @@ func TestWatchSameAsEtcdctl(t *testing.T) {
 		{args: []string{"watch", "/w/a", "--bogus"}, norm: withoutUsage},
 		// Interactive, with one watch per run: etcdctl prints each watch
 		// from its own goroutine, so two watches' output interleaves freely.
-		{args: []string{"watch", "-i"}, stdin: "watch /w/a --rev 1\n\nbogus\nwatch\nwatch x y --prefix\nwatch /w/b --rev 1 --prev-kv\n"},
+		{args: []string{"watch", "-i"}, stdin: "watch /w/a --rev 1\n\nbogus\nwatch\nwatch x y --prefix\n"},
+		{args: []string{"watch", "-i", "--prev-kv"}, stdin: "watch /w/b --rev 1 --prev-kv\n"},
 		{args: []string{"watch", "-i", "-w", "json"}, stdin: "watch /w/c --rev 1 -- sh -c '" + strings.ReplaceAll(show, "'", "") + "'\n"},
 		{args: []string{"watch", "-i"}, stdin: "watch /none\nprogress\n"},
 		{args: []string{"watch", "-i"}, stdin: "watch /w/a --rev 1 --bogus\n"},

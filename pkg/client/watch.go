@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -387,10 +388,13 @@ func (st *watchStream) sendCancel(stream pb.Watch_WatchClient, id int64) {
 	_ = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CancelRequest{CancelRequest: &pb.WatchCancelRequest{WatchId: id}}})
 }
 
+// finish closes s's buffer, which ends its serve once drained, and
+// forgets s, so a long-lived stream does not accumulate ended watches.
 func (st *watchStream) finish(s *watchSub) {
 	if !s.gone {
 		s.gone = true
 		close(s.recvc)
+		st.order = slices.DeleteFunc(st.order, func(x *watchSub) bool { return x == s })
 	}
 }
 
@@ -508,7 +512,7 @@ func (st *watchStream) events(s *watchSub, r *pb.WatchResponse) {
 
 // closeAll ends every watch when the stream stops for good.
 func (st *watchStream) closeAll() {
-	for _, s := range st.order {
+	for _, s := range slices.Clone(st.order) {
 		st.finish(s)
 	}
 	for _, s := range st.queue {
