@@ -35,6 +35,7 @@ func TestWatchAgainstEtcd(t *testing.T) {
 		{"Fragments", testWatchFragments},
 		{"SharedStream", testWatchSharedStream},
 		{"ContextCloses", testWatchContextCloses},
+		{"SlowReader", testWatchSlowReader},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, c) })
 	}
@@ -261,6 +262,27 @@ func testWatchContextCloses(t *testing.T, c *Client) {
 	next(t, wc)
 	try(c.Put(testCtx(t), "/cc", "x")).must(t)
 	collect(t, wc, 1)
+}
+
+// testWatchSlowReader leaves a watch unread while many responses
+// arrive: the stream stops reading once the watch's small buffer is full
+// (the server holds the rest), and nothing is lost when reading resumes.
+func testWatchSlowReader(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	wc := c.Watch(watchCtx(t), "/slow/", WithPrefix(), WithCreatedNotify())
+	next(t, wc)
+	const n = 200
+	first := try(c.Put(ctx, "/slow/0", "v")).must(t).Header.Revision
+	for i := 1; i < n; i++ {
+		try(c.Put(ctx, fmt.Sprintf("/slow/%d", i), "v")).must(t)
+	}
+	time.Sleep(300 * time.Millisecond)
+	evs := collect(t, wc, n)
+	for i, ev := range evs {
+		if ev.Kv.ModRevision != first+int64(i) {
+			t.Fatalf("event %d at revision %d, want %d", i, ev.Kv.ModRevision, first+int64(i))
+		}
+	}
 }
 
 // TestWatchResumesAfterKill writes keys to a three-member etcd cluster
