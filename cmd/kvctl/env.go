@@ -65,6 +65,10 @@ func applyEnv(fs *pflag.FlagSet, environ []string, stderr io.Writer) error {
 			}
 		}
 	})
+	for _, p := range envPrefixes {
+		// Read by the watch command itself, not a flag.
+		known[p+"WATCH_KEY"], known[p+"WATCH_RANGE_END"] = true, true
+	}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, "KVCTL_") && !strings.HasPrefix(name, "ETCDCTL_") {

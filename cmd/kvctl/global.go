@@ -22,6 +22,9 @@ import (
 type globals struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// rawArgs is the whole command line, for commands (watch) that must
+	// see where "--" was.
+	rawArgs []string
 
 	endpoints                    []string
 	debug, hex                   bool

@@ -55,7 +55,7 @@ func main() {
 
 // run executes one command line and returns the process exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := newRoot(&globals{stdin: stdin, stdout: stdout, stderr: stderr})
+	root := newRoot(&globals{stdin: stdin, stdout: stdout, stderr: stderr, rawArgs: args})
 	root.SetArgs(args)
 	// Only the error stream is redirected: cobra writes usage after a
 	// flag error to "out or stderr", which must stay stderr.
@@ -95,6 +95,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetCompletionCommandGroupID(groupUtility)
 	root.AddCommand(
 		newGetCommand(g), newPutCommand(g), newDelCommand(g), newTxnCommand(g), newCompactionCommand(g),
+		newWatchCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g),
 		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)

@@ -9,6 +9,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+
+	"github.com/kvd-io/kvd/pkg/client"
 )
 
 // printer writes command results in one output format (-w). A format
@@ -30,6 +32,7 @@ type printer interface {
 	EndpointStatus([]epStatus) error
 	EndpointHealth([]epHealth) error
 	EndpointHashKV([]epHashKV) error
+	Watch(*client.WatchResponse) error
 }
 
 // epStatus, epHealth and epHashKV are one endpoint's answer; their JSON

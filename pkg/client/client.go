@@ -1,8 +1,8 @@
 // Package client is a Go client for kvd and any server speaking the etcd
-// v3 API, shaped like etcd's clientv3: a Client exposes KV, Cluster and
-// Maintenance, requests are spread round-robin over every endpoint by
-// gRPC's own balancer, and reads that fail because an endpoint went away
-// are retried on another.
+// v3 API, shaped like etcd's clientv3: a Client exposes KV, Cluster,
+// Maintenance and Watcher, requests are spread round-robin over every
+// endpoint by gRPC's own balancer, reads that fail because an endpoint
+// went away are retried on another, and watches resume on another.
 package client
 
 import (
@@ -67,6 +67,7 @@ type Client struct {
 	KV
 	Cluster
 	Maintenance
+	Watcher
 
 	cfg      Config
 	ctx      context.Context
@@ -124,6 +125,7 @@ func New(cfg Config) (*Client, error) {
 	c.KV = &kv{remote: pb.NewKVClient(conn)}
 	c.Cluster = &cluster{remote: pb.NewClusterClient(conn)}
 	c.Maintenance = &maintenance{c: c}
+	c.Watcher = newWatcher(c)
 
 	if err := c.login(); err != nil {
 		c.Close()

@@ -34,6 +34,11 @@ type Op struct {
 	prevKV, ignoreValue, ignoreLease bool
 	lease                            int64
 
+	// watch
+	filterPut, filterDelete       bool
+	progressNotify, createdNotify bool
+	fragment                      bool
+
 	// txn
 	cmps             []Cmp
 	thenOps, elseOps []Op
@@ -215,3 +220,23 @@ func (op Op) requestOp() *pb.RequestOp {
 	}
 	return &pb.RequestOp{Request: &pb.RequestOp_RequestRange{RequestRange: op.rangeRequest()}}
 }
+
+// Watch-only options; other kinds of Op ignore them.
+
+// WithFilterPut drops put events from a watch.
+func WithFilterPut() OpOption { return func(op *Op) { op.filterPut = true } }
+
+// WithFilterDelete drops delete events from a watch.
+func WithFilterDelete() OpOption { return func(op *Op) { op.filterDelete = true } }
+
+// WithProgressNotify asks the server to send a watch, now and then, an
+// empty response carrying the current revision when nothing happened.
+func WithProgressNotify() OpOption { return func(op *Op) { op.progressNotify = true } }
+
+// WithCreatedNotify makes the first response on a watch channel the one
+// that confirms the watch was created.
+func WithCreatedNotify() OpOption { return func(op *Op) { op.createdNotify = true } }
+
+// WithFragment lets the server split a large batch of events over
+// several messages; the watcher joins them back into one response.
+func WithFragment() OpOption { return func(op *Op) { op.fragment = true } }
