@@ -15,12 +15,23 @@ import (
 	"github.com/kvd-io/kvd/tests/framework"
 )
 
-// TestWatchAgainstEtcd runs watches against a real etcd v3.7.3. The
-// server's request limit is small so that replaying 600 KB of events
-// overflows the limit plus etcd's 512 KiB allowance and needs fragments.
-func TestWatchAgainstEtcd(t *testing.T) {
-	m := framework.StartEtcd(t, "--max-request-bytes=4096")
-	c := newTestClient(t, Config{Endpoints: []string{m.Endpoint}})
+// TestWatchAgainstServers runs watches against kvd and a real etcd
+// v3.7.3. The server's request limit is small so that replaying 600 KB of
+// events overflows the limit plus the 512 KiB allowance and needs
+// fragments.
+func TestWatchAgainstServers(t *testing.T) {
+	for name, start := range map[string]func(testing.TB, ...string) *framework.Member{
+		"etcd": framework.StartEtcd,
+		"kvd":  framework.StartKvd,
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := start(t, "--max-request-bytes=4096")
+			testWatchAll(t, newTestClient(t, Config{Endpoints: []string{m.Endpoint}}))
+		})
+	}
+}
+
+func testWatchAll(t *testing.T, c *Client) {
 	for _, tt := range []struct {
 		name string
 		fn   func(*testing.T, *Client)
@@ -285,11 +296,21 @@ func testWatchSlowReader(t *testing.T, c *Client) {
 	}
 }
 
-// TestWatchResumesAfterKill writes keys to a three-member etcd cluster
-// while killing the member the watch's stream is on: the watch must
-// resume on another member and deliver every write exactly once.
+// TestWatchResumesAfterKill writes keys to a three-member cluster, of kvd
+// and of etcd, while killing the member the watch's stream is on: the
+// watch must resume on another member and deliver every write exactly
+// once.
 func TestWatchResumesAfterKill(t *testing.T) {
-	ms := framework.StartCluster(t, framework.RequireBin(t, framework.EtcdBin()), 3)
+	for name, bin := range map[string]func(testing.TB) string{
+		"etcd": func(t testing.TB) string { return framework.RequireBin(t, framework.EtcdBin()) },
+		"kvd":  framework.KvdBin,
+	} {
+		t.Run(name, func(t *testing.T) { testWatchResumesAfterKill(t, bin(t)) })
+	}
+}
+
+func testWatchResumesAfterKill(t *testing.T, bin string) {
+	ms := framework.StartCluster(t, bin, 3)
 	var eps []string
 	for _, m := range ms {
 		eps = append(eps, m.Endpoint)

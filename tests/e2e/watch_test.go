@@ -174,10 +174,11 @@ func TestSlowWatcherDoesNotStallOthers(t *testing.T) {
 
 var idsRe = regexp.MustCompile(`"cluster_id":\d+,"member_id":\d+`)
 
-// TestEtcdctlWatchAgainstKvd: the real etcdctl's watch prints the same
-// history replay against kvd as against etcd.
-func TestEtcdctlWatchAgainstKvd(t *testing.T) {
+// TestCLIWatchAgainstKvd: the real etcdctl's watch, and kvctl's, replay
+// the same history from kvd as etcdctl does from etcd.
+func TestCLIWatchAgainstKvd(t *testing.T) {
 	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
+	kvctl := framework.BuildKvctl(t)
 	outputs := map[string]string{}
 	for _, srv := range servers {
 		m := srv.start(t)
@@ -192,21 +193,29 @@ func TestEtcdctlWatchAgainstKvd(t *testing.T) {
 			t.Fatal(err)
 		}
 		cancel()
-		var out strings.Builder
-		for _, args := range [][]string{
-			{"watch", "--prefix", "/w/", "--rev", "2", "--prev-kv"},
-			{"watch", "/w/a", "--rev", "1", "-w", "json"},
-		} {
-			r := framework.Run(t, framework.Invocation{Bin: etcdctl, Endpoints: m.Endpoint, Args: args, Timeout: 2 * time.Second, RunsOn: true})
-			fmt.Fprintf(&out, "$ etcdctl %s\n%s%s", strings.Join(args, " "), r.Stdout, r.Stderr)
+		for _, ctl := range []struct{ name, bin string }{{"etcdctl", etcdctl}, {"kvctl", kvctl}} {
+			if srv.name == "etcd" && ctl.name == "kvctl" {
+				continue // kvctl against etcd is cmd/kvctl's TestWatchSameAsEtcdctl
+			}
+			var out strings.Builder
+			for _, args := range [][]string{
+				{"watch", "--prefix", "/w/", "--rev", "2", "--prev-kv"},
+				{"watch", "/w/a", "--rev", "1", "-w", "json"},
+			} {
+				r := framework.Run(t, framework.Invocation{Bin: ctl.bin, Endpoints: m.Endpoint, Args: args, Timeout: 2 * time.Second, RunsOn: true})
+				fmt.Fprintf(&out, "$ watch %s\n%s%s", strings.Join(args[1:], " "), r.Stdout, r.Stderr)
+			}
+			// The two servers run on different ports, so their IDs differ.
+			outputs[ctl.name+" on "+srv.name] = idsRe.ReplaceAllString(framework.Normalize(out.String()), `"cluster_id":C,"member_id":M`)
 		}
-		// The two servers run on different ports, so their IDs differ.
-		outputs[srv.name] = idsRe.ReplaceAllString(framework.Normalize(out.String()), `"cluster_id":C,"member_id":M`)
 	}
-	if outputs["kvd"] != outputs["etcd"] {
-		t.Fatalf("etcdctl watch differs:\nkvd:\n%s\netcd:\n%s", outputs["kvd"], outputs["etcd"])
+	want := outputs["etcdctl on etcd"]
+	for _, run := range []string{"etcdctl on kvd", "kvctl on kvd"} {
+		if outputs[run] != want {
+			t.Errorf("%s differs from etcdctl on etcd:\n%s\nwant:\n%s", run, outputs[run], want)
+		}
 	}
-	if !strings.Contains(outputs["kvd"], "DELETE\n/w/b\n") {
-		t.Fatalf("no delete event in:\n%s", outputs["kvd"])
+	if !strings.Contains(want, "DELETE\n/w/b\n") {
+		t.Fatalf("no delete event in:\n%s", want)
 	}
 }
