@@ -88,28 +88,42 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 }
 
 func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChangeI, ci uint64) {
-	s.confState.set(s.node.ApplyConfChange(cc))
 	index, term := e.GetIndex(), e.GetTerm()
+	v2 := cc.AsV2()
 	if index <= ci {
+		// Applied before a restart: raft must see the same outcome again,
+		// while the member list already holds it.
+		if rejectedConfChange(s.be, index) {
+			v2 = noChange(v2)
+		}
+		s.confState.set(s.node.ApplyConfChange(v2))
 		return
 	}
-	v2 := cc.AsV2()
-	m, request, err := memberOf(e, v2.GetContext())
-	for _, ch := range v2.GetChanges() {
-		id := ch.GetNodeId()
-		if ch.GetType() != raftpb.ConfChangeRemoveNode && (err != nil || m.ID != id) {
-			s.lg.Error("conf change without a matching member", "index", index, "node", fmt.Sprintf("%x", id), "err", err)
-			continue
+	c, err := confContextOf(e, v2.GetContext())
+	if err == nil {
+		err = s.checkConfChange(v2, c)
+	}
+	if err != nil {
+		s.lg.Warn("refused a committed membership change", "index", index, "err", err)
+		s.confState.set(s.node.ApplyConfChange(noChange(v2)))
+		if rerr := rejectConfChange(s.be, index); rerr != nil {
+			s.lg.Error("record refused membership change", "index", index, "err", rerr)
 		}
+		s.applier.ApplyNoop(index, term)
+		s.waits.trigger(c.Request, &apply.Result{Err: err})
+		return
+	}
+	s.confState.set(s.node.ApplyConfChange(v2))
+	for _, ch := range v2.GetChanges() {
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
-			s.applyMemberChange(m, ch.GetType())
+			s.applyMemberChange(c.Member, ch.GetType())
 		case raftpb.ConfChangeRemoveNode:
-			s.applyMemberRemoval(id)
+			s.applyMemberRemoval(ch.GetNodeId())
 		}
 	}
 	s.applier.ApplyNoop(index, term)
-	s.waits.trigger(request, &apply.Result{})
+	s.waits.trigger(c.Request, &apply.Result{})
 }
 
 // applyMemberChange records an added, promoted or updated member. What a

@@ -8,12 +8,10 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/kvd-io/kvd/pkg/server/membership"
 	"github.com/kvd-io/kvd/pkg/server/raftnode"
@@ -21,10 +19,10 @@ import (
 
 // Members talk to each other over their peer URLs for more than raft: a
 // joining member asks an existing one who is in the cluster, and a
-// follower passes learner promotions to the leader.
+// follower passes membership changes to the leader (forward.go).
 const (
 	membersPath = "/members"
-	promotePath = "/members/promote/"
+	changePath  = "/members/change"
 )
 
 var errMemberRemoved = errors.New("the member has been permanently removed from the cluster")
@@ -46,73 +44,8 @@ func (s *Server) peerHandler() http.Handler {
 			Members:   s.cluster.Members(),
 		})
 	})
-	mux.HandleFunc("POST "+promotePath+"{id}", s.servePromote)
+	mux.HandleFunc("POST "+changePath, s.serveChange)
 	return mux
-}
-
-func (s *Server) servePromote(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseUint(r.PathValue("id"), 16, 64)
-	if err != nil {
-		http.Error(w, "bad member ID", http.StatusBadRequest)
-		return
-	}
-	if s.node.Leader() != s.cluster.LocalID() {
-		http.Error(w, rpctypes.ErrorDesc(rpctypes.ErrGRPCNotLeader), http.StatusPreconditionFailed)
-		return
-	}
-	if err := s.MemberPromote(r.Context(), id); err != nil {
-		http.Error(w, rpctypes.ErrorDesc(err), http.StatusPreconditionFailed)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// promoteErrors turns the leader's answer back into the error a client
-// would have had from the leader itself.
-var promoteErrors = map[string]error{}
-
-func init() {
-	for _, err := range []error{
-		rpctypes.ErrGRPCLearnerNotReady, rpctypes.ErrGRPCMemberNotLearner, rpctypes.ErrGRPCMemberNotFound,
-		rpctypes.ErrGRPCMemberNotEnoughStarted, rpctypes.ErrGRPCNotLeader, rpctypes.ErrGRPCTimeout,
-		rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCStopped,
-	} {
-		promoteErrors[rpctypes.ErrorDesc(err)] = err
-	}
-}
-
-func (s *Server) forwardPromote(ctx context.Context, id uint64) error {
-	leader := s.cluster.Member(s.node.Leader())
-	if leader == nil {
-		return rpctypes.ErrGRPCNoLeader
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
-	defer cancel()
-	var last error
-	for _, u := range leader.PeerURLs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+promotePath+strconv.FormatUint(id, 16), nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			last = err
-			continue
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusNoContent {
-			return nil
-		}
-		if known, ok := promoteErrors[strings.TrimSpace(string(body))]; ok {
-			return known
-		}
-		last = fmt.Errorf("leader at %s answered %s: %s", u, resp.Status, body)
-	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return rpctypes.ErrGRPCTimeout
-	}
-	return fmt.Errorf("forward promotion to the leader: %w", last)
 }
 
 // fetchCluster asks the members at peerURLs, in turn, for the cluster they

@@ -26,11 +26,20 @@ import (
 type confContext struct {
 	Request uint64             `json:"request"`
 	Member  *membership.Member `json:"member"`
+	// Promote marks an AddNode that makes an existing learner a voter,
+	// telling it apart from adding a new member that happens to have the
+	// same ID.
+	Promote bool `json:"promote,omitempty"`
 }
 
 // MemberAdd adds a member with peerURLs, as a learner or a voter. The new
 // member has no name until it starts and publishes itself.
 func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error) {
+	if !s.isLeader() {
+		return s.forwardChange(ctx, memberChange{Op: "add", PeerURLs: peerURLs, Learner: learner})
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	urls, err := parsePeerURLs(peerURLs)
 	if err != nil {
 		return nil, err
@@ -55,7 +64,7 @@ func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner bool)
 	if learner {
 		typ = raftpb.ConfChangeAddLearnerNode
 	}
-	if err := s.proposeConfChange(ctx, typ, m); err != nil {
+	if err := s.proposeConfChange(ctx, typ, m, false); err != nil {
 		return nil, err
 	}
 	return memberToPB(m), nil
@@ -98,6 +107,12 @@ var errLeaderTransferTimeout = status.Error(codes.Unavailable, "etcdserver: requ
 
 // MemberRemove removes member id; a member that removes itself stops.
 func (s *Server) MemberRemove(ctx context.Context, id uint64) error {
+	if !s.isLeader() {
+		_, err := s.forwardChange(ctx, memberChange{Op: "remove", ID: id})
+		return err
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	m := s.cluster.Member(id)
 	if m == nil {
 		return rpctypes.ErrGRPCMemberNotFound
@@ -110,11 +125,17 @@ func (s *Server) MemberRemove(ctx context.Context, id uint64) error {
 			return rpctypes.ErrGRPCMemberNotEnoughStarted
 		}
 	}
-	return s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, m)
+	return s.proposeConfChange(ctx, raftpb.ConfChangeRemoveNode, m, false)
 }
 
 // MemberUpdate changes member id's peer URLs.
 func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) error {
+	if !s.isLeader() {
+		_, err := s.forwardChange(ctx, memberChange{Op: "update", ID: id, PeerURLs: peerURLs})
+		return err
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	urls, err := parsePeerURLs(peerURLs)
 	if err != nil {
 		return err
@@ -127,22 +148,25 @@ func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string)
 		return rpctypes.ErrGRPCPeerURLExist
 	}
 	m.PeerURLs = urls
-	return s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, m)
+	return s.proposeConfChange(ctx, raftpb.ConfChangeUpdateNode, m, false)
 }
 
 // MemberPromote makes learner id a voter once it has caught up with the
 // leader. Only the leader knows how far the learner got, so a follower
 // passes the request on to it.
 func (s *Server) MemberPromote(ctx context.Context, id uint64) error {
+	if !s.isLeader() {
+		_, err := s.forwardChange(ctx, memberChange{Op: "promote", ID: id})
+		return err
+	}
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	m := s.cluster.Member(id)
 	if m == nil {
 		return rpctypes.ErrGRPCMemberNotFound
 	}
 	if !m.IsLearner {
 		return rpctypes.ErrGRPCMemberNotLearner
-	}
-	if s.node.Leader() != s.cluster.LocalID() {
-		return s.forwardPromote(ctx, id)
 	}
 	if !s.learnerReady(id) {
 		return rpctypes.ErrGRPCLearnerNotReady
@@ -151,7 +175,7 @@ func (s *Server) MemberPromote(ctx context.Context, id uint64) error {
 		return rpctypes.ErrGRPCMemberNotEnoughStarted
 	}
 	m.IsLearner = false
-	return s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, m)
+	return s.proposeConfChange(ctx, raftpb.ConfChangeAddNode, m, true)
 }
 
 // learnerReady says whether the learner's log is within a tenth of the
@@ -218,16 +242,13 @@ func parsePeerURLs(raw []string) ([]string, error) {
 }
 
 // proposeConfChange replicates one change to member m and waits until
-// this member applied it. One change is in flight per member at a time:
-// raft drops a second while the first is pending.
-func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeType, m *membership.Member) error {
-	if s.isLearner() {
-		return rpctypes.ErrGRPCNotSupportedForLearner
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
+// this member, the leader, applied it; the caller holds confMu, so one
+// change is in flight at a time (raft drops a second while the first is
+// pending). Applying checks the change again, on every member, in case
+// leadership moved and another leader proposed a clashing one meanwhile.
+func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeType, m *membership.Member, promote bool) error {
 	id := s.ids.id()
-	b, err := json.Marshal(confContext{Request: id, Member: m})
+	b, err := json.Marshal(confContext{Request: id, Member: m, Promote: promote})
 	if err != nil {
 		return err
 	}
@@ -253,20 +274,20 @@ func (s *Server) proposeConfChange(ctx context.Context, typ raftpb.ConfChangeTyp
 	}
 }
 
-// memberOf decodes the member a committed conf change is about: bootstrap
+// confContextOf decodes what a committed conf change carries: bootstrap
 // entries (ConfChange v1) carry the bare member, runtime ones a
 // confContext.
-func memberOf(e *raftpb.Entry, context []byte) (*membership.Member, uint64, error) {
+func confContextOf(e *raftpb.Entry, context []byte) (confContext, error) {
 	if e.GetType() == raftpb.EntryConfChange {
 		m, err := membership.UnmarshalMember(context)
-		return m, 0, err
+		return confContext{Member: m}, err
 	}
 	var c confContext
 	if err := json.Unmarshal(context, &c); err != nil {
-		return nil, 0, err
+		return c, err
 	}
 	if c.Member == nil {
-		return nil, c.Request, fmt.Errorf("conf change context names no member")
+		return c, fmt.Errorf("conf change context names no member")
 	}
-	return c.Member, c.Request, nil
+	return c, nil
 }

@@ -43,7 +43,7 @@ type Server struct {
 
 	ids     idGen
 	waits   waitRegistry
-	confMu  sync.Mutex // one membership change in flight
+	confMu  sync.Mutex // the leader makes one membership change at a time
 	failc   chan error // the apply loop cannot go on
 	applied appliedIndex
 	reads   *readLoop
@@ -222,7 +222,14 @@ func (s *Server) openCluster(boot *bootstrap) error {
 			m.ClientURLs = slices.Clone(s.cfg.AdvertiseClientURLs)
 		}
 	}
-	s.cluster = membership.NewCluster(boot.clusterID, boot.localID, members)
+	// A new member's list starts empty and is built by the log, whose
+	// membership changes are checked against it as they apply; the
+	// members known up front are only the peers to talk to.
+	var listed []*membership.Member
+	if !boot.fresh {
+		listed = members
+	}
+	s.cluster = membership.NewCluster(boot.clusterID, boot.localID, listed)
 	s.ids.init(boot.localID)
 	s.transport = raftnode.NewHTTPTransport(boot.clusterID, boot.localID, s.cfg.snapDir(), s.lg)
 	s.transport.SetNode(s.node)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -179,4 +180,55 @@ func TestMembershipChanges(t *testing.T) {
 	if _, err := c.Put(ctx, "after-remove", "v"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConcurrentMemberAddsClash: the same peer URL added through every
+// member at once is added once; the others are refused when their change
+// applies, and a restart replays those refusals the same way, so raft
+// never counts a voter that the member list does not have.
+func TestConcurrentMemberAddsClash(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	time.Sleep(1500 * time.Millisecond) // let every member see its peers up
+	peer := "http://127.0.0.1:" + strconv.Itoa(framework.PickPort(t))
+	errs := make([]error, len(ms))
+	var wg sync.WaitGroup
+	for i, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = client(t, m.Endpoint).MemberAdd(ctx, []string{peer})
+		}()
+	}
+	wg.Wait()
+	added := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			added++
+		case !strings.Contains(err.Error(), "already exist"):
+			t.Fatalf("a clashing add failed with %v", err)
+		}
+	}
+	c := client(t, strings.Split(framework.Endpoints(ms), ",")...)
+	ml, err := c.MemberList(ctx)
+	if err != nil || added != 1 || len(ml.Members) != 4 {
+		t.Fatalf("%d adds succeeded (%v), member list %v %v", added, errs, ml, err)
+	}
+	for _, m := range ml.Members {
+		if m.PeerURLs[0] == peer {
+			if _, err := c.MemberRemove(ctx, m.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, m := range ms {
+		m.Stop()
+		m.Start()
+	}
+	// Three voters, one of them down: two still make a quorum. A voter
+	// replayed by mistake would make it two of four, and writes would stop.
+	ms[2].Kill()
+	putRetrying(ctx, t, client(t, ms[0].Endpoint, ms[1].Endpoint), "after-clash")
 }
