@@ -311,5 +311,3 @@ func (o *WatchOptions) wants(ev *mvccpb.Event) bool {
 
 // syncInterval is how often the catch-up loop runs when nothing wakes it.
 const syncInterval = 100 * time.Millisecond
-
-func newTicker() *time.Ticker { return time.NewTicker(syncInterval) }

@@ -2,6 +2,7 @@ package mvcc
 
 import (
 	"fmt"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -91,7 +92,7 @@ func (w *Watchable) withPrev(ev *mvccpb.Event) *mvccpb.Event {
 // syncLoop catches unsynced watchers up until Stop.
 func (w *Watchable) syncLoop() {
 	defer close(w.donec)
-	t := newTicker()
+	t := time.NewTicker(syncInterval)
 	defer t.Stop()
 	for {
 		select {
