@@ -3,6 +3,7 @@ module github.com/kvd-io/kvd
 go 1.26.0
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/dustin/go-humanize v1.1.0
 	github.com/google/btree v1.1.3
 	github.com/olekukonko/tablewriter v1.1.4
