@@ -32,6 +32,10 @@ const (
 	opTimeout   = 3 * time.Second
 	minFaultGap = 2 * time.Second
 	maxFaultGap = 4 * time.Second
+	// maxOps bounds the history of a long run: porcupine's memory grows
+	// with the square of the history's length, so workers are paced to
+	// record about this many operations at most, whatever the duration.
+	maxOps = 40000
 )
 
 // TestKillRestart runs a mixed workload against a 3-member kvd cluster
@@ -56,6 +60,8 @@ func TestKillRestart(t *testing.T) {
 	}
 	initialRev := currentRevision(t, eps)
 
+	// pace is the least time between the starts of one worker's requests.
+	pace := duration * workers / maxOps
 	rec := NewRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -68,7 +74,7 @@ func TestKillRestart(t *testing.T) {
 		wg.Add(1)
 		go func(w int, c *clientv3.Client) {
 			defer wg.Done()
-			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout))
+			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout), pace)
 		}(w, c)
 	}
 
@@ -130,11 +136,16 @@ func TestKillRestart(t *testing.T) {
 }
 
 // runWorker issues requests one at a time until ctx ends.
-func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client) {
+func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client, pace time.Duration) {
 	// lastModRev is the mod revision this worker last saw per key, so
 	// that its txns sometimes succeed and sometimes do not.
 	lastModRev := map[string]int64{}
+	next := time.Now()
 	for n := 0; ctx.Err() == nil; n++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(pace)
 		key := fmt.Sprintf("key%d", rng.Intn(keyCount))
 		value := fmt.Sprintf("w%d-%d", id, n) // unique, so a stale value is never mistaken for a fresh one
 		var out Output
