@@ -56,7 +56,9 @@ func TestChecker(t *testing.T) {
 	tests := []struct {
 		name string
 		ops  []porcupine.Operation
-		want porcupine.CheckResult
+		// persisted, when set, is the store's event log of put values.
+		persisted map[string]int64
+		want      porcupine.CheckResult
 	}{
 		{
 			name: "sequential puts, reads, delete and txns",
@@ -106,6 +108,27 @@ func TestChecker(t *testing.T) {
 				get(1, 6, 7, "a", "late", 3, 3, 1, 3),
 			},
 			want: porcupine.Ok,
+		},
+		{
+			name: "failed writes settled by the event log",
+			ops: []porcupine.Operation{
+				failedPut(0, 0, 1, "a", "written"),
+				failedPut(1, 0, 1, "b", "dropped"),
+				put(2, 2, 3, "c", "1", 3),
+				get(2, 4, 5, "a", "written", 2, 2, 1, 3),
+				getAbsent(2, 6, 7, "b", 3),
+			},
+			persisted: map[string]int64{"written": 2, "1": 3},
+			want:      porcupine.Ok,
+		},
+		{
+			name: "event log says a failed write was never made, yet it was read",
+			ops: []porcupine.Operation{
+				failedPut(0, 0, 1, "a", "ghost"),
+				get(1, 2, 3, "a", "ghost", 2, 2, 1, 2),
+			},
+			persisted: map[string]int64{},
+			want:      porcupine.Illegal,
 		},
 		{
 			name: "stale read",
@@ -181,7 +204,7 @@ func TestChecker(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			res, _ := Check(Model(1), prepare(tc.ops), 10*time.Second)
+			res, _ := Check(Model(1), prepare(tc.ops, tc.persisted), 10*time.Second)
 			if res != tc.want {
 				t.Fatalf("check = %s, want %s", res, tc.want)
 			}
@@ -194,7 +217,7 @@ func TestWriteResults(t *testing.T) {
 	ops := prepare([]porcupine.Operation{
 		put(0, 0, 1, "a", "1", 2),
 		get(1, 2, 3, "a", "1", 2, 2, 1, 5),
-	})
+	}, nil)
 	m := Model(1)
 	res, info := Check(m, ops, 10*time.Second)
 	if res != porcupine.Illegal {

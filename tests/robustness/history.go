@@ -148,28 +148,62 @@ func readOutput(rev int64, kvs []*mvccpb.KeyValue) Output {
 	return out
 }
 
-// Operations returns the history to check: reads that failed are left
-// out, as they changed nothing and returned nothing, and writes that
-// failed get an infinite return time, as they may take effect at any
-// time after their call, or never.
-func (r *Recorder) Operations() []porcupine.Operation {
+// Operations returns the history to check; see prepare.
+func (r *Recorder) Operations(persisted map[string]int64) []porcupine.Operation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return prepare(r.ops)
+	return prepare(r.ops, persisted)
 }
 
-func prepare(ops []porcupine.Operation) []porcupine.Operation {
+// prepare turns a recorded history into the one to check. Reads that
+// failed are left out, as they changed nothing and returned nothing.
+// Writes that failed may take effect at any time after their call, or
+// never, so they get an infinite return time.
+//
+// Every such write costs the checker a search step at each later point
+// of the history, which makes long histories with many of them too
+// costly. persisted, when not nil, is what the store's own event log
+// (a watch replayed after the run) says was written: the revision at
+// which each put value was written. As in etcd's robustness suite it is
+// then trusted to settle failed puts and txns: one whose value was never
+// written is dropped, and one that was written at revision R must have
+// taken effect before any successful operation that reported a revision
+// of R or more returned. Failed deletes stay open to the end.
+func prepare(ops []porcupine.Operation, persisted map[string]int64) []porcupine.Operation {
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
-		if op.Output.(Output).Err != "" {
-			if op.Input.(Input).Kind == OpGet {
+		in, res := op.Input.(Input), op.Output.(Output)
+		if res.Err == "" {
+			out = append(out, op)
+			continue
+		}
+		switch {
+		case in.Kind == OpGet:
+			continue
+		case persisted != nil && (in.Kind == OpPut || in.Kind == OpTxn):
+			rev, ok := persisted[in.Value]
+			if !ok {
 				continue
 			}
+			op.Return = firstReturnAtOrAfter(ops, rev)
+		default:
 			op.Return = math.MaxInt64
 		}
 		out = append(out, op)
 	}
 	return out
+}
+
+// firstReturnAtOrAfter is the earliest return time of a successful
+// operation whose response revision is rev or more, or infinity.
+func firstReturnAtOrAfter(ops []porcupine.Operation, rev int64) int64 {
+	first := int64(math.MaxInt64)
+	for _, op := range ops {
+		if res := op.Output.(Output); res.Err == "" && res.Revision >= rev && op.Return < first {
+			first = op.Return
+		}
+	}
+	return first
 }
 
 // Check checks a prepared history against the model within timeout.
