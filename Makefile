@@ -16,7 +16,7 @@ export KVD_ETCDCTL_BIN := $(ETCDCTL)
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pkg/server/... ./pkg/client/...
 
-.PHONY: build run cluster test unit e2e interop bench lint tools clean
+.PHONY: build run cluster test unit e2e interop robustness bench lint tools clean
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
@@ -48,6 +48,16 @@ e2e: build tools
 # of the e2e suite; this target runs only them.
 interop: build tools
 	$(GO) test -count=1 -timeout 10m -run 'CLIBehaviour|Clientv3Conformance|ClientLibrary' ./tests/...
+
+# The linearizability robustness scenarios (tests/robustness) also run in
+# e2e with their short defaults; this target runs them alone, for as long
+# and with the seed asked for: make robustness DURATION=5m SEED=1.
+# SEED=0 picks a seed from the clock; the test prints the one it used.
+DURATION ?= 15s
+SEED     ?= 0
+
+robustness: build
+	$(GO) test -v -count=1 -timeout 30m ./tests/robustness/ -run . -args -duration=$(DURATION) -seed=$(SEED)
 
 bench: build tools
 	./scripts/bench.sh

@@ -1,0 +1,255 @@
+package robustness
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"math/rand"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kvd-io/kvd/tests/framework"
+)
+
+// The defaults keep the scenario short enough for `make test`; `make
+// robustness DURATION=5m SEED=1` runs a longer, reproducible one.
+var (
+	durationFlag     = flag.Duration("duration", 15*time.Second, "how long the workload and the faults run")
+	seedFlag         = flag.Int64("seed", 0, "seed of the fault schedule and the workload; 0 picks one from the clock")
+	checkTimeoutFlag = flag.Duration("check-timeout", 0, "how long porcupine may search; 0 means 30s plus twice the duration")
+)
+
+const (
+	workers     = 5
+	keyCount    = 10
+	opTimeout   = 3 * time.Second
+	minFaultGap = 2 * time.Second
+	maxFaultGap = 4 * time.Second
+	// maxOps bounds the history of a long run: porcupine's memory grows
+	// with the square of the history's length, so workers are paced to
+	// record about this many operations at most, whatever the duration.
+	maxOps = 40000
+)
+
+// TestKillRestart runs a mixed workload against a 3-member kvd cluster
+// while one random member at a time is killed with SIGKILL and restarted,
+// then checks that the recorded history is linearizable.
+func TestKillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("robustness scenario skipped in -short mode")
+	}
+	seed := *seedFlag
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	duration := *durationFlag
+	t.Logf("seed %d, duration %v (reproduce with: make robustness SEED=%d DURATION=%v)", seed, duration, seed, duration)
+	rng := rand.New(rand.NewSource(seed))
+
+	ms := framework.StartKvdCluster(t, 3)
+	eps := make([]string, len(ms))
+	for i, m := range ms {
+		eps[i] = m.Endpoint
+	}
+	initialRev := currentRevision(t, eps)
+
+	// pace is the least time between the starts of one worker's requests.
+	pace := duration * workers / maxOps
+	rec := NewRecorder()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		wg.Add(1)
+		go func(w int, c *clientv3.Client) {
+			defer wg.Done()
+			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout), pace)
+		}(w, c)
+	}
+
+	// Faults run on the test goroutine, as the framework may call
+	// t.Fatal while restarting a member.
+	faults := 0
+	end := time.Now().Add(duration)
+	for {
+		gap := minFaultGap + time.Duration(rng.Int63n(int64(maxFaultGap-minFaultGap)))
+		if time.Now().Add(gap).After(end) {
+			break
+		}
+		time.Sleep(gap)
+		m := ms[rng.Intn(len(ms))]
+		down := 200*time.Millisecond + time.Duration(rng.Int63n(int64(time.Second)))
+		t.Logf("fault %d: kill -9 %s, restart after %v", faults+1, m.Name, down)
+		m.Kill()
+		time.Sleep(down)
+		m.Start()
+		faults++
+	}
+	time.Sleep(time.Until(end))
+	cancel()
+	wg.Wait()
+
+	persisted, err := writtenValues(eps, initialRev)
+	if err != nil {
+		// Without the event log failed writes stay open to the end:
+		// still sound, only slower to check.
+		t.Logf("event log unavailable, failed writes left unsettled: %v", err)
+	}
+	ops := rec.Operations(persisted)
+	recorded, failed := rec.counts()
+	timeout := *checkTimeoutFlag
+	if timeout == 0 {
+		timeout = 30*time.Second + 2*duration
+	}
+	model := Model(initialRev)
+	start := time.Now()
+	res, info := Check(model, ops, timeout)
+	t.Logf("seed %d: %d operations recorded (%d failed on the client), %d checked, %d faults injected, check took %v: %s",
+		seed, recorded, failed, len(ops), faults, time.Since(start).Round(time.Millisecond), res)
+	if faults == 0 && duration >= maxFaultGap {
+		t.Errorf("no fault was injected")
+	}
+	if len(ops) < 100 {
+		t.Errorf("only %d operations checked; the workload made no progress", len(ops))
+	}
+	if res == porcupine.Ok {
+		return
+	}
+	dir := filepath.Join(repoRoot(), "results", fmt.Sprintf("%s-seed%d-%s", t.Name(), seed, time.Now().Format("20060102-150405")))
+	if err := WriteResults(dir, model, ops, info); err != nil {
+		t.Errorf("write results: %v", err)
+	}
+	switch res {
+	case porcupine.Illegal:
+		t.Errorf("history is NOT linearizable (seed %d); history and visualisation in %s", seed, dir)
+	default:
+		// A search that runs out of time has found no violation; it is
+		// reported, not failed, so a loaded machine does not make the
+		// suite flaky.
+		t.Logf("linearizability check inconclusive after %v (seed %d); history in %s", timeout, seed, dir)
+	}
+}
+
+// runWorker issues requests one at a time until ctx ends.
+func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client, pace time.Duration) {
+	// lastModRev is the mod revision this worker last saw per key, so
+	// that its txns sometimes succeed and sometimes do not.
+	lastModRev := map[string]int64{}
+	next := time.Now()
+	for n := 0; ctx.Err() == nil; n++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		next = next.Add(pace)
+		key := fmt.Sprintf("key%d", rng.Intn(keyCount))
+		value := fmt.Sprintf("w%d-%d", id, n) // unique, so a stale value is never mistaken for a fresh one
+		var out Output
+		switch r := rng.Intn(100); {
+		case r < 40:
+			out = c.Get(key)
+			if out.Err == "" {
+				lastModRev[key] = out.ModRev
+			}
+		case r < 70:
+			out = c.Put(key, value)
+		case r < 80:
+			out = c.Delete(key)
+		default:
+			out = c.Txn(key, lastModRev[key], value)
+			if out.Err == "" && !out.Succeeded {
+				lastModRev[key] = out.ModRev
+			}
+		}
+		if out.Err != "" {
+			// Back off a little so an outage does not fill the history
+			// with failed writes, each of which the checker must place.
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+func (r *Recorder) counts() (recorded, failed int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, op := range r.ops {
+		if op.Output.(Output).Err != "" {
+			failed++
+		}
+	}
+	return len(r.ops), failed
+}
+
+// currentRevision reads the cluster's revision before the workload
+// starts: the model's initial state.
+func currentRevision(t *testing.T, eps []string) int64 {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, "key", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) != 0 {
+		t.Fatalf("new cluster already holds %d workload keys", len(resp.Kvs))
+	}
+	return resp.Header.Revision
+}
+
+// writtenValues replays the workload keys' events from just after
+// fromRev up to the current revision and returns the revision at which
+// each put value was written.
+func writtenValues(eps []string, fromRev int64) (map[string]int64, error) {
+	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.Get(ctx, "key", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return nil, err
+	}
+	last := resp.Header.Revision
+	written := map[string]int64{}
+	if last <= fromRev {
+		return written, nil
+	}
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	for wr := range c.Watch(wctx, "key", clientv3.WithPrefix(), clientv3.WithRev(fromRev+1)) {
+		if err := wr.Err(); err != nil {
+			return nil, err
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypePut {
+				written[string(ev.Kv.Value)] = ev.Kv.ModRevision
+			}
+			if ev.Kv.ModRevision >= last {
+				return written, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("watch ended before revision %d: %v", last, ctx.Err())
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
