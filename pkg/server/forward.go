@@ -50,17 +50,28 @@ func init() {
 
 func (s *Server) isLeader() bool { return s.node.Leader() == s.cluster.LocalID() }
 
-// change runs mc here, which must be the leader.
+// onLeader makes a membership change: here when this member leads,
+// otherwise by passing mc to the leader.
+func (s *Server) onLeader(ctx context.Context, mc memberChange) (*pb.Member, error) {
+	if !s.isLeader() {
+		return s.forwardChange(ctx, mc)
+	}
+	return s.change(ctx, mc)
+}
+
+// change makes mc here, the leader, one change at a time.
 func (s *Server) change(ctx context.Context, mc memberChange) (*pb.Member, error) {
+	s.confMu.Lock()
+	defer s.confMu.Unlock()
 	switch mc.Op {
 	case "add":
-		return s.MemberAdd(ctx, mc.PeerURLs, mc.Learner)
+		return s.addMember(ctx, mc.PeerURLs, mc.Learner)
 	case "remove":
-		return nil, s.MemberRemove(ctx, mc.ID)
+		return nil, s.removeMember(ctx, mc.ID)
 	case "update":
-		return nil, s.MemberUpdate(ctx, mc.ID, mc.PeerURLs)
+		return nil, s.updateMember(ctx, mc.ID, mc.PeerURLs)
 	case "promote":
-		return nil, s.MemberPromote(ctx, mc.ID)
+		return nil, s.promoteMember(ctx, mc.ID)
 	}
 	return nil, fmt.Errorf("unknown membership change %q", mc.Op)
 }

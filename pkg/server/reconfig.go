@@ -35,11 +35,10 @@ type confContext struct {
 // MemberAdd adds a member with peerURLs, as a learner or a voter. The new
 // member has no name until it starts and publishes itself.
 func (s *Server) MemberAdd(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error) {
-	if !s.isLeader() {
-		return s.forwardChange(ctx, memberChange{Op: "add", PeerURLs: peerURLs, Learner: learner})
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
+	return s.onLeader(ctx, memberChange{Op: "add", PeerURLs: peerURLs, Learner: learner})
+}
+
+func (s *Server) addMember(ctx context.Context, peerURLs []string, learner bool) (*pb.Member, error) {
 	urls, err := parsePeerURLs(peerURLs)
 	if err != nil {
 		return nil, err
@@ -107,12 +106,11 @@ var errLeaderTransferTimeout = status.Error(codes.Unavailable, "etcdserver: requ
 
 // MemberRemove removes member id; a member that removes itself stops.
 func (s *Server) MemberRemove(ctx context.Context, id uint64) error {
-	if !s.isLeader() {
-		_, err := s.forwardChange(ctx, memberChange{Op: "remove", ID: id})
-		return err
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
+	_, err := s.onLeader(ctx, memberChange{Op: "remove", ID: id})
+	return err
+}
+
+func (s *Server) removeMember(ctx context.Context, id uint64) error {
 	m := s.cluster.Member(id)
 	if m == nil {
 		return rpctypes.ErrGRPCMemberNotFound
@@ -130,12 +128,11 @@ func (s *Server) MemberRemove(ctx context.Context, id uint64) error {
 
 // MemberUpdate changes member id's peer URLs.
 func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string) error {
-	if !s.isLeader() {
-		_, err := s.forwardChange(ctx, memberChange{Op: "update", ID: id, PeerURLs: peerURLs})
-		return err
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
+	_, err := s.onLeader(ctx, memberChange{Op: "update", ID: id, PeerURLs: peerURLs})
+	return err
+}
+
+func (s *Server) updateMember(ctx context.Context, id uint64, peerURLs []string) error {
 	urls, err := parsePeerURLs(peerURLs)
 	if err != nil {
 		return err
@@ -155,12 +152,11 @@ func (s *Server) MemberUpdate(ctx context.Context, id uint64, peerURLs []string)
 // leader. Only the leader knows how far the learner got, so a follower
 // passes the request on to it.
 func (s *Server) MemberPromote(ctx context.Context, id uint64) error {
-	if !s.isLeader() {
-		_, err := s.forwardChange(ctx, memberChange{Op: "promote", ID: id})
-		return err
-	}
-	s.confMu.Lock()
-	defer s.confMu.Unlock()
+	_, err := s.onLeader(ctx, memberChange{Op: "promote", ID: id})
+	return err
+}
+
+func (s *Server) promoteMember(ctx context.Context, id uint64) error {
 	m := s.cluster.Member(id)
 	if m == nil {
 		return rpctypes.ErrGRPCMemberNotFound
