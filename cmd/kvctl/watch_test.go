@@ -20,10 +20,15 @@ import (
 // the output has not changed for a while; for kvctl, when it is as long
 // as etcdctl's (or has stopped changing). Interactive runs end by
 // closing their stdin, which ends the command with its own exit code.
+// Lines in later are typed a second after stdin, once the watches that
+// stdin started exist: etcdctl answers a progress line sent while its
+// watch is still being created only when the server's replies happen to
+// come in the right order.
 type watchCase struct {
 	args  []string
 	env   []string
 	stdin string
+	later string
 	norm  func(string) string
 }
 
@@ -139,6 +144,12 @@ func runWatchCase(t *testing.T, bin, ep string, c watchCase, want *framework.Res
 		if _, err := io.WriteString(r.stdin, c.stdin); err != nil {
 			t.Fatal(err)
 		}
+		if c.later != "" {
+			time.Sleep(time.Second)
+			if _, err := io.WriteString(r.stdin, c.later); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	done := quiet()
 	if want != nil {
@@ -210,7 +221,7 @@ func TestWatchSameAsEtcdctl(t *testing.T) {
 		{args: []string{"watch", "-i"}, stdin: "watch /w/a --rev 1\n\nbogus\nwatch\nwatch x y --prefix\n"},
 		{args: []string{"watch", "-i", "--prev-kv"}, stdin: "watch /w/b --rev 1 --prev-kv\n"},
 		{args: []string{"watch", "-i", "-w", "json"}, stdin: "watch /w/c --rev 1 -- sh -c '" + strings.ReplaceAll(show, "'", "") + "'\n"},
-		{args: []string{"watch", "-i"}, stdin: "watch /none\nprogress\n"},
+		{args: []string{"watch", "-i"}, stdin: "watch /none\n", later: "progress\n"},
 		{args: []string{"watch", "-i"}, stdin: "watch /w/a --rev 1 --bogus\n"},
 		{args: []string{"watch", "-i"}, stdin: "watch /w/a --\n"},
 		{args: []string{"watch", "-i"}, stdin: "watch --rev 1\n"},

@@ -223,6 +223,10 @@ type watchStream struct {
 	queue    []*watchSub         // waiting for a created response; the head's is asked for
 	inflight bool
 	order    []*watchSub // every live watch in creation order, for resuming
+	// progressOwed is a progress request held back until no creation is
+	// under way: asked earlier, the server may answer it before naming
+	// the new watch, and the notice would reach nobody.
+	progressOwed bool
 }
 
 func (st *watchStream) run() {
@@ -281,6 +285,7 @@ func (st *watchStream) waitRetry(d time.Duration, err error) bool {
 		case s := <-st.closingc:
 			st.drop(s, nil)
 		case <-st.progc:
+			st.progressOwed = true
 		}
 	}
 }
@@ -341,7 +346,8 @@ func (st *watchStream) serve(stream pb.Watch_WatchClient) error {
 		case s := <-st.closingc:
 			st.drop(s, stream)
 		case <-st.progc:
-			_ = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
+			st.progressOwed = true
+			st.sendNext(stream)
 		case r := <-respc:
 			st.handle(r, stream)
 		case err := <-errc:
@@ -355,7 +361,8 @@ func (st *watchStream) serve(stream pb.Watch_WatchClient) error {
 
 // sendNext asks for the creation of the first queued watch when no
 // creation is under way: the server answers creations in order and
-// names each new watch only in its answer.
+// names each new watch only in its answer. With none under way, it
+// sends a progress request that was held back.
 func (st *watchStream) sendNext(stream pb.Watch_WatchClient) {
 	for !st.inflight && len(st.queue) > 0 {
 		s := st.queue[0]
@@ -365,6 +372,10 @@ func (st *watchStream) sendNext(stream pb.Watch_WatchClient) {
 		}
 		st.inflight = true
 		_ = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: s.req}})
+	}
+	if !st.inflight && st.progressOwed {
+		st.progressOwed = false
+		_ = stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}})
 	}
 }
 

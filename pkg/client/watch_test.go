@@ -43,6 +43,7 @@ func testWatchAll(t *testing.T, c *Client) {
 		{"Filters", testWatchFilters},
 		{"Compacted", testWatchCompacted},
 		{"Progress", testWatchProgress},
+		{"ProgressRightAfterWatch", testWatchProgressRightAfterWatch},
 		{"Fragments", testWatchFragments},
 		{"SharedStream", testWatchSharedStream},
 		{"ContextCloses", testWatchContextCloses},
@@ -206,6 +207,24 @@ func testWatchProgress(t *testing.T, c *Client) {
 	r := next(t, wc)
 	if !r.IsProgressNotify() || r.Header.Revision < rev {
 		t.Fatalf("response %+v, want a progress notice at revision %d or later", r, rev)
+	}
+}
+
+// testWatchProgressRightAfterWatch asks for progress while the watch is
+// still being created (kvctl watch -i does so with "watch" and "progress"
+// lines typed together): the notice must still reach the new watch.
+func testWatchProgressRightAfterWatch(t *testing.T, c *Client) {
+	ctx := testCtx(t)
+	for i := range 20 {
+		wctx, cancel := context.WithCancel(context.Background())
+		wc := c.Watch(wctx, fmt.Sprintf("/never/%d", i))
+		if err := c.RequestProgress(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r := next(t, wc); !r.IsProgressNotify() {
+			t.Fatalf("round %d: response %+v, want a progress notice", i, r)
+		}
+		cancel()
 	}
 }
 
