@@ -96,4 +96,3 @@ func writtenValues(eps []string, fromRev int64) (map[string]int64, error) {
 	}
 	return nil, fmt.Errorf("watch ended before revision %d: %v", last, ctx.Err())
 }
-
