@@ -50,14 +50,18 @@ interop: build tools
 	$(GO) test -count=1 -timeout 10m -run 'CLIBehaviour|Clientv3Conformance|ClientLibrary' ./tests/...
 
 # The linearizability robustness scenarios (tests/robustness) also run in
-# e2e with their short defaults; this target runs them alone, for as long
-# and with the seed asked for: make robustness DURATION=5m SEED=1.
+# e2e with their short defaults; this target runs them alone, each for as
+# long and with the seed asked for: make robustness DURATION=5m SEED=1.
 # SEED=0 picks a seed from the clock; the test prints the one it used.
+# RUN picks scenarios (RUN=TestRobustness/partition); FAULTS runs one
+# scenario of chosen faults instead of the matrix (FAULTS=kill,freeze).
 DURATION ?= 15s
 SEED     ?= 0
+RUN      ?= .
+FAULTS   ?=
 
 robustness: build
-	$(GO) test -v -count=1 -timeout 30m ./tests/robustness/ -run . -args -duration=$(DURATION) -seed=$(SEED)
+	$(GO) test -v -count=1 -timeout 120m ./tests/robustness/ -run '$(RUN)' -args -duration=$(DURATION) -seed=$(SEED) -faults=$(FAULTS)
 
 bench: build tools
 	./scripts/bench.sh

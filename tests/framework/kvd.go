@@ -335,6 +335,22 @@ func (m *Member) Kill() { m.signal(syscall.SIGKILL) }
 // Stop stops the process with SIGTERM and waits for it to exit.
 func (m *Member) Stop() { m.signal(syscall.SIGTERM) }
 
+// Pause freezes the process with SIGSTOP: it keeps its sockets but
+// answers nothing, like a member stuck in a long GC pause or swapping.
+func (m *Member) Pause() { m.notify(syscall.SIGSTOP) }
+
+// Resume lets a paused process run again (SIGCONT).
+func (m *Member) Resume() { m.notify(syscall.SIGCONT) }
+
+// notify sends sig to a running process without waiting for anything.
+func (m *Member) notify(sig syscall.Signal) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cmd != nil {
+		_ = m.cmd.Process.Signal(sig)
+	}
+}
+
 func (m *Member) signal(sig syscall.Signal) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -342,6 +358,10 @@ func (m *Member) signal(sig syscall.Signal) {
 		return
 	}
 	_ = m.cmd.Process.Signal(sig)
+	if sig != syscall.SIGKILL {
+		// A paused process acts on nothing but SIGKILL until it runs.
+		_ = m.cmd.Process.Signal(syscall.SIGCONT)
+	}
 	select {
 	case <-m.exited:
 	case <-time.After(15 * time.Second):

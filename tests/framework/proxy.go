@@ -1,25 +1,44 @@
 package framework
 
 import (
+	"bufio"
+	"bytes"
 	"io"
 	"net"
+	"net/textproto"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
-// Proxy forwards TCP connections from a 127.0.0.1 port to a target, and
-// can cut them: placed in front of a member's peer URL, it isolates that
-// member from the messages the others send it. It stops when the test
-// ends.
+// Proxy forwards TCP connections from a 127.0.0.1 port to a target and
+// injects network faults into them. In front of a member's peer URL it
+// can cut the member off from what the others send it, or refuse only
+// what one member sends; in front of a client URL it can blackhole
+// clients. It stops when the test ends.
 type Proxy struct {
 	l      net.Listener
 	target string
 
-	mu    sync.Mutex
-	cut   bool
-	conns map[net.Conn]struct{}
-	wg    sync.WaitGroup
+	mu        sync.Mutex
+	cut       bool
+	blackhole bool
+	refused   map[string]bool // X-Kvd-From values whose connections are dropped
+	conns     map[net.Conn]*proxyConn
+	wg        sync.WaitGroup
 }
+
+// proxyConn is what the proxy knows of one side of a forwarded
+// connection.
+type proxyConn struct {
+	from       string // the sending member's ID, when its first request named it
+	blackholed bool   // bytes were dropped, so the stream is broken
+}
+
+// fromHeader is the header with which kvd's peer transport names the
+// sending member on every connection it opens.
+const fromHeader = "X-Kvd-From"
 
 // StartProxy listens on a free 127.0.0.1 port and forwards to target.
 func StartProxy(t testing.TB, target string) *Proxy {
@@ -28,7 +47,7 @@ func StartProxy(t testing.TB, target string) *Proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &Proxy{l: l, target: target, conns: map[net.Conn]struct{}{}}
+	p := &Proxy{l: l, target: target, conns: map[net.Conn]*proxyConn{}, refused: map[string]bool{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
@@ -48,11 +67,42 @@ func (p *Proxy) Cut() {
 	}
 }
 
-// Heal lets connections through again.
+// Blackhole keeps connections open, and accepts new ones, but forwards
+// nothing either way until Heal: the peer sees a silent network rather
+// than a refused connection, as with a dropped route.
+func (p *Proxy) Blackhole() {
+	p.mu.Lock()
+	p.blackhole = true
+	p.mu.Unlock()
+}
+
+// RefuseFrom drops the connections of the kvd member whose ID (hex, as
+// its peer transport sends it) is from, now and until Heal, and lets
+// every other member's through. Cutting a member's own proxy and
+// refusing it at every other member's makes a two-way partition.
+func (p *Proxy) RefuseFrom(from string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused[from] = true
+	for c, pc := range p.conns {
+		if pc.from == from {
+			c.Close()
+		}
+	}
+}
+
+// Heal ends every fault. Connections whose bytes a blackhole dropped are
+// closed, as their streams are corrupt; their clients reconnect.
 func (p *Proxy) Heal() {
 	p.mu.Lock()
-	p.cut = false
-	p.mu.Unlock()
+	defer p.mu.Unlock()
+	p.cut, p.blackhole = false, false
+	clear(p.refused)
+	for c, pc := range p.conns {
+		if pc.blackholed {
+			c.Close()
+		}
+	}
 }
 
 func (p *Proxy) close() {
@@ -68,32 +118,66 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		if !p.track(in) {
-			in.Close()
-			continue
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil || !p.track(out) {
-			p.untrack(in)
-			if out != nil {
-				out.Close()
-			}
-			continue
-		}
-		p.wg.Add(2)
-		go p.pipe(in, out)
-		go p.pipe(out, in)
+		p.wg.Add(1)
+		go p.connect(in)
 	}
 }
 
-// track registers c unless the proxy is cut.
-func (p *Proxy) track(c net.Conn) bool {
+// connect reads the head of the first request on in, to learn which
+// member sends it, then dials the target and forwards both ways.
+func (p *Proxy) connect(in net.Conn) {
+	defer p.wg.Done()
+	pc := &proxyConn{}
+	head, from := sniffFrom(in)
+	pc.from = from
+	if !p.track(in, pc) {
+		in.Close()
+		return
+	}
+	out, err := net.Dial("tcp", p.target)
+	if err != nil || !p.track(out, pc) {
+		p.untrack(in)
+		if out != nil {
+			out.Close()
+		}
+		return
+	}
+	p.wg.Add(2)
+	go p.pipe(io.MultiReader(bytes.NewReader(head), in), in, out, pc)
+	go p.pipe(out, out, in, pc)
+}
+
+// sniffFrom reads what the client sends first, up to the end of an
+// HTTP request head, and returns it with the X-Kvd-From value found in
+// it. A client that sends nothing within a second is forwarded as is.
+func sniffFrom(c net.Conn) ([]byte, string) {
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	defer func() { _ = c.SetReadDeadline(time.Time{}) }()
+	var head []byte
+	buf := make([]byte, 4096)
+	for len(head) < 16<<10 && !bytes.Contains(head, []byte("\r\n\r\n")) {
+		n, err := c.Read(buf)
+		head = append(head, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	r := bufio.NewReader(bytes.NewReader(head))
+	if _, err := r.ReadString('\n'); err != nil {
+		return head, ""
+	}
+	h, _ := textproto.NewReader(r).ReadMIMEHeader()
+	return head, strings.ToLower(h.Get(fromHeader))
+}
+
+// track registers c unless a fault refuses it.
+func (p *Proxy) track(c net.Conn, pc *proxyConn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.cut {
+	if p.cut || (pc.from != "" && p.refused[pc.from]) {
 		return false
 	}
-	p.conns[c] = struct{}{}
+	p.conns[c] = pc
 	return true
 }
 
@@ -104,9 +188,30 @@ func (p *Proxy) untrack(c net.Conn) {
 	c.Close()
 }
 
-func (p *Proxy) pipe(from, to net.Conn) {
+// pipe copies from src to dst, or drops what it reads while the proxy is
+// a blackhole.
+func (p *Proxy) pipe(src io.Reader, from, to net.Conn, pc *proxyConn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(to, from)
-	p.untrack(from)
-	p.untrack(to)
+	defer p.untrack(from)
+	defer p.untrack(to)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			drop := p.blackhole
+			if drop {
+				pc.blackholed = true
+			}
+			p.mu.Unlock()
+			if !drop {
+				if _, werr := to.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/rand"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,15 +15,14 @@ import (
 	"github.com/anishathalye/porcupine"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-
-	"github.com/kvd-io/kvd/tests/framework"
 )
 
-// The defaults keep the scenario short enough for `make test`; `make
-// robustness DURATION=5m SEED=1` runs a longer, reproducible one.
+// The defaults keep every scenario short enough for `make test`; `make
+// robustness DURATION=5m SEED=1` runs longer, reproducible ones.
 var (
-	durationFlag     = flag.Duration("duration", 15*time.Second, "how long the workload and the faults run")
+	durationFlag     = flag.Duration("duration", 12*time.Second, "how long the workload and the faults run, per scenario")
 	seedFlag         = flag.Int64("seed", 0, "seed of the fault schedule and the workload; 0 picks one from the clock")
+	faultsFlag       = flag.String("faults", "", "run one scenario with these faults (comma-separated names, or all) instead of the matrix")
 	checkTimeoutFlag = flag.Duration("check-timeout", 0, "how long porcupine may search; 0 means 30s plus twice the duration")
 )
 
@@ -30,35 +30,66 @@ const (
 	workers     = 5
 	keyCount    = 10
 	opTimeout   = 3 * time.Second
-	minFaultGap = 2 * time.Second
-	maxFaultGap = 4 * time.Second
+	minFaultGap = 1 * time.Second
+	maxFaultGap = 3 * time.Second
 	// maxOps bounds the history of a long run: porcupine's memory grows
 	// with the square of the history's length, so workers are paced to
 	// record about this many operations at most, whatever the duration.
 	maxOps = 40000
 )
 
-// TestKillRestart runs a mixed workload against a 3-member kvd cluster
-// while one random member at a time is killed with SIGKILL and restarted,
-// then checks that the recorded history is linearizable.
-func TestKillRestart(t *testing.T) {
+// scenarios is the fault matrix, grouped so that each group's faults
+// are injected several times in a short run.
+var scenarios = []struct{ name, faults string }{
+	{"kill", "kill,kill-leader"},
+	{"freeze", "freeze"},
+	{"partition", "partition,partition-leader"},
+	{"blackhole", "blackhole-client"},
+	{"restart", "restart-cluster,replace-member"},
+	{"mixed", "all"},
+}
+
+// TestRobustness runs a mixed workload against a 3-member kvd cluster
+// while faults are injected, one scenario of the matrix at a time, and
+// checks that the recorded history is linearizable.
+func TestRobustness(t *testing.T) {
 	if testing.Short() {
-		t.Skip("robustness scenario skipped in -short mode")
+		t.Skip("robustness scenarios skipped in -short mode")
 	}
 	seed := *seedFlag
 	if seed == 0 {
 		seed = time.Now().UnixNano()
 	}
+	if *faultsFlag != "" {
+		fs, err := parseFaults(*faultsFlag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runScenario(t, "custom", fs, seed)
+		return
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			fs, err := parseFaults(sc.faults)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runScenario(t, sc.name, fs, seed)
+		})
+	}
+}
+
+// runScenario is one run: a new cluster, the workload, faults drawn
+// from fs until the duration is up, then the checks.
+func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	duration := *durationFlag
-	t.Logf("seed %d, duration %v (reproduce with: make robustness SEED=%d DURATION=%v)", seed, duration, seed, duration)
+	t.Logf("scenario %s, seed %d, duration %v (reproduce with: make robustness SEED=%d DURATION=%v RUN=TestRobustness/%s)",
+		name, seed, duration, seed, duration, name)
 	rng := rand.New(rand.NewSource(seed))
 
-	ms := framework.StartKvdCluster(t, 3)
-	eps := make([]string, len(ms))
-	for i, m := range ms {
-		eps[i] = m.Endpoint
-	}
-	initialRev := currentRevision(t, eps)
+	c := startCluster(t)
+	eps := c.endpoints()
+	initialRev := currentRevision(t, c.direct())
 
 	// pace is the least time between the starts of one worker's requests.
 	pace := duration * workers / maxOps
@@ -66,41 +97,26 @@ func TestKillRestart(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		defer cli.Close()
 		wg.Add(1)
-		go func(w int, c *clientv3.Client) {
+		go func(w int, cli *clientv3.Client) {
 			defer wg.Done()
-			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout), pace)
-		}(w, c)
+			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(cli, opTimeout), pace)
+		}(w, cli)
 	}
 
-	// Faults run on the test goroutine, as the framework may call
-	// t.Fatal while restarting a member.
-	faults := 0
-	end := time.Now().Add(duration)
-	for {
-		gap := minFaultGap + time.Duration(rng.Int63n(int64(maxFaultGap-minFaultGap)))
-		if time.Now().Add(gap).After(end) {
-			break
-		}
-		time.Sleep(gap)
-		m := ms[rng.Intn(len(ms))]
-		down := 200*time.Millisecond + time.Duration(rng.Int63n(int64(time.Second)))
-		t.Logf("fault %d: kill -9 %s, restart after %v", faults+1, m.Name, down)
-		m.Kill()
-		time.Sleep(down)
-		m.Start()
-		faults++
-	}
-	time.Sleep(time.Until(end))
+	injected := injectFaults(t, c, fs, rng, time.Now().Add(duration))
 	cancel()
 	wg.Wait()
 
-	persisted, err := writtenValues(eps, initialRev)
+	if err := c.converged(30 * time.Second); err != nil {
+		t.Errorf("after the faults: %v", err)
+	}
+	persisted, err := writtenValues(c.direct(), initialRev)
 	if err != nil {
 		// Without the event log failed writes stay open to the end:
 		// still sound, only slower to check.
@@ -115,9 +131,9 @@ func TestKillRestart(t *testing.T) {
 	model := Model(initialRev)
 	start := time.Now()
 	res, info := Check(model, ops, timeout)
-	t.Logf("seed %d: %d operations recorded (%d failed on the client), %d checked, %d faults injected, check took %v: %s",
-		seed, recorded, failed, len(ops), faults, time.Since(start).Round(time.Millisecond), res)
-	if faults == 0 && duration >= maxFaultGap {
+	t.Logf("scenario %s, seed %d: %d operations recorded (%d failed on the client), %d checked, faults injected %v, check took %v: %s",
+		name, seed, recorded, failed, len(ops), injected, time.Since(start).Round(time.Millisecond), res)
+	if len(injected) == 0 && duration >= maxFaultGap {
 		t.Errorf("no fault was injected")
 	}
 	if len(ops) < 100 {
@@ -126,7 +142,7 @@ func TestKillRestart(t *testing.T) {
 	if res == porcupine.Ok {
 		return
 	}
-	dir := filepath.Join(repoRoot(), "results", fmt.Sprintf("%s-seed%d-%s", t.Name(), seed, time.Now().Format("20060102-150405")))
+	dir := filepath.Join(repoRoot(), "results", fmt.Sprintf("%s-seed%d-%s", strings.ReplaceAll(t.Name(), "/", "-"), seed, time.Now().Format("20060102-150405")))
 	if err := WriteResults(dir, model, ops, info); err != nil {
 		t.Errorf("write results: %v", err)
 	}
@@ -139,6 +155,29 @@ func TestKillRestart(t *testing.T) {
 		// suite flaky.
 		t.Logf("linearizability check inconclusive after %v (seed %d); history in %s", timeout, seed, dir)
 	}
+}
+
+// injectFaults draws faults from fs at random gaps until end and returns
+// how many of each it injected. It runs on the test goroutine, as the
+// framework may call t.Fatal while restarting a member.
+func injectFaults(t *testing.T, c *cluster, fs []fault, rng *rand.Rand, end time.Time) map[string]int {
+	injected := map[string]int{}
+	for n := 1; ; n++ {
+		gap := between(rng, minFaultGap, maxFaultGap)
+		if time.Now().Add(gap).After(end) {
+			break
+		}
+		time.Sleep(gap)
+		f := fs[rng.Intn(len(fs))]
+		what, err := f.inject(c, rng)
+		if err != nil {
+			t.Fatalf("fault %d (%s): %v", n, f.name, err)
+		}
+		injected[f.name]++
+		t.Logf("fault %d (%s): %s", n, f.name, what)
+	}
+	time.Sleep(time.Until(end))
+	return injected
 }
 
 // currentRevision reads the cluster's revision before the workload

@@ -1,0 +1,364 @@
+package robustness
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/kvd-io/kvd/tests/framework"
+)
+
+// cluster is the system under test: three kvd members whose peer and
+// client traffic pass through fault-injecting proxies.
+type cluster struct {
+	t       *testing.T
+	members []*framework.Member
+	peer    []*framework.Proxy // in front of each member's peer URL
+	client  []*framework.Proxy // in front of each member's client URL
+}
+
+func startCluster(t *testing.T) *cluster {
+	ms, peer := framework.StartKvdClusterBehindProxies(t, 3)
+	c := &cluster{t: t, members: ms, peer: peer}
+	for _, m := range ms {
+		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
+	}
+	return c
+}
+
+// endpoints are what the workload's clients use: the client proxies, so
+// that a blackhole can catch their connections.
+func (c *cluster) endpoints() []string {
+	eps := make([]string, len(c.client))
+	for i, p := range c.client {
+		eps[i] = p.Addr()
+	}
+	return eps
+}
+
+// direct are the members' own client endpoints, for the harness's
+// administrative calls, which faults must not disturb.
+func (c *cluster) direct() []string {
+	eps := make([]string, len(c.members))
+	for i, m := range c.members {
+		eps[i] = m.Endpoint
+	}
+	return eps
+}
+
+// status asks member i for its ID and the leader it knows.
+func (c *cluster) status(i int) (id, leader uint64, err error) {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.members[i].Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	resp, err := cli.Status(ctx, c.members[i].Endpoint)
+	if err != nil {
+		return 0, 0, err
+	}
+	return resp.Header.MemberId, resp.Leader, nil
+}
+
+// memberID is member i's ID, in the hex form its peer transport sends.
+func (c *cluster) memberID(i int) (string, error) {
+	id, _, err := c.status(i)
+	if err != nil {
+		return "", fmt.Errorf("status of %s: %w", c.members[i].Name, err)
+	}
+	return strconv.FormatUint(id, 16), nil
+}
+
+// leader is the index of the member that leads, waiting up to 10s for
+// one to be elected.
+func (c *cluster) leader() (int, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		ids := map[uint64]int{}
+		var lead uint64
+		for i := range c.members {
+			id, l, err := c.status(i)
+			if err != nil {
+				continue
+			}
+			ids[id] = i
+			if l != 0 {
+				lead = l
+			}
+		}
+		if i, ok := ids[lead]; ok {
+			return i, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return 0, fmt.Errorf("no leader elected within 10s")
+}
+
+// A fault disturbs the cluster and undoes the disturbance before it
+// returns, leaving every member running (it may still be catching up).
+type fault struct {
+	name   string
+	inject func(c *cluster, rng *rand.Rand) (string, error)
+}
+
+// faults is the whole matrix, by name.
+var faults = map[string]fault{
+	"kill":             {"kill", killMember(false)},
+	"kill-leader":      {"kill-leader", killMember(true)},
+	"freeze":           {"freeze", freezeMember},
+	"partition":        {"partition", partition(false)},
+	"partition-leader": {"partition-leader", partition(true)},
+	"blackhole-client": {"blackhole-client", blackholeClient},
+	"restart-cluster":  {"restart-cluster", restartCluster},
+	"replace-member":   {"replace-member", replaceMember},
+}
+
+// pick is a random member, or the leader when leader is set.
+func (c *cluster) pick(rng *rand.Rand, leader bool) (int, error) {
+	if leader {
+		return c.leader()
+	}
+	return rng.Intn(len(c.members)), nil
+}
+
+// between is a random duration in [lo, hi).
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int63n(int64(hi-lo)))
+}
+
+func killMember(leader bool) func(*cluster, *rand.Rand) (string, error) {
+	return func(c *cluster, rng *rand.Rand) (string, error) {
+		i, err := c.pick(rng, leader)
+		if err != nil {
+			return "", err
+		}
+		down := between(rng, 200*time.Millisecond, 1200*time.Millisecond)
+		m := c.members[i]
+		m.Kill()
+		time.Sleep(down)
+		m.Start()
+		return fmt.Sprintf("kill -9 %s, restarted after %v", m.Name, down), nil
+	}
+}
+
+// freezeMember stops a member with SIGSTOP for longer than an election
+// timeout: its peers see it vanish while its connections stay open.
+func freezeMember(c *cluster, rng *rand.Rand) (string, error) {
+	i, err := c.pick(rng, rng.Intn(2) == 0)
+	if err != nil {
+		return "", err
+	}
+	d := between(rng, time.Second, 3*time.Second)
+	m := c.members[i]
+	m.Pause()
+	time.Sleep(d)
+	m.Resume()
+	return fmt.Sprintf("SIGSTOP %s for %v", m.Name, d), nil
+}
+
+// partition cuts one member off from both directions of peer traffic:
+// its own proxy drops what the others send it, and theirs drop what it
+// sends them.
+func partition(leader bool) func(*cluster, *rand.Rand) (string, error) {
+	return func(c *cluster, rng *rand.Rand) (string, error) {
+		i, err := c.pick(rng, leader)
+		if err != nil {
+			return "", err
+		}
+		id, err := c.memberID(i)
+		if err != nil {
+			return "", err
+		}
+		d := between(rng, 2*time.Second, 4*time.Second)
+		end := time.Now().Add(d)
+		c.peer[i].Cut()
+		for j, p := range c.peer {
+			if j != i {
+				p.RefuseFrom(id)
+			}
+		}
+		// The cut-off member must notice: a follower hears no leader, a
+		// leader steps down (check quorum) within an election timeout.
+		lost := c.waitNoLeader(i, end)
+		time.Sleep(time.Until(end))
+		for _, p := range c.peer {
+			p.Heal()
+		}
+		if lost < 0 {
+			return "", fmt.Errorf("%s still had a leader after %v cut off", c.members[i].Name, d)
+		}
+		return fmt.Sprintf("partition %s (%s) for %v, it lost its leader after %v", c.members[i].Name, id, d, lost.Round(time.Millisecond)), nil
+	}
+}
+
+// waitNoLeader polls member i until it knows no leader, up to until,
+// and returns how long that took, or -1.
+func (c *cluster) waitNoLeader(i int, until time.Time) time.Duration {
+	start := time.Now()
+	for time.Now().Before(until) {
+		if _, lead, err := c.status(i); err == nil && lead == 0 {
+			return time.Since(start)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return -1
+}
+
+// blackholeClient makes one member's client proxy swallow everything:
+// clients connected through it hang until their requests time out.
+func blackholeClient(c *cluster, rng *rand.Rand) (string, error) {
+	i := rng.Intn(len(c.client))
+	d := between(rng, 2*time.Second, 4*time.Second)
+	c.client[i].Blackhole()
+	time.Sleep(d)
+	c.client[i].Heal()
+	return fmt.Sprintf("blackhole clients of %s for %v", c.members[i].Name, d), nil
+}
+
+// restartCluster crashes every member at once and starts them again,
+// which only works if each one's acknowledged state is on disk.
+func restartCluster(c *cluster, rng *rand.Rand) (string, error) {
+	for _, m := range c.members {
+		m.Kill()
+	}
+	down := between(rng, 200*time.Millisecond, time.Second)
+	time.Sleep(down)
+	for _, m := range c.members {
+		m.Launch()
+	}
+	for _, m := range c.members {
+		m.WaitHealthy(30 * time.Second)
+	}
+	return fmt.Sprintf("kill -9 every member, restarted after %v", down), nil
+}
+
+// replaceMember removes a follower from the cluster, wipes its data and
+// adds it back as a new member at the same peer URL, as an operator
+// replaces a member whose disk died.
+func replaceMember(c *cluster, rng *rand.Rand) (string, error) {
+	lead, err := c.leader()
+	if err != nil {
+		return "", err
+	}
+	i := (lead + 1 + rng.Intn(len(c.members)-1)) % len(c.members)
+	m := c.members[i]
+	oldID, err := c.memberID(i)
+	if err != nil {
+		return "", err
+	}
+	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{c.members[lead].Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return "", err
+	}
+	defer admin.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id, _ := strconv.ParseUint(oldID, 16, 64)
+	// A retried change may find its first attempt applied after all.
+	if err := retry(ctx, func() error { _, err := admin.MemberRemove(ctx, id); return err }, "member not found"); err != nil {
+		return "", fmt.Errorf("remove %s: %w", m.Name, err)
+	}
+	m.Kill() // it may already have stopped itself on learning of its removal
+	if err := os.RemoveAll(m.DataDir); err != nil {
+		return "", err
+	}
+	peerURL := "http://" + c.peer[i].Addr()
+	if err := retry(ctx, func() error { _, err := admin.MemberAdd(ctx, []string{peerURL}); return err }, "Peer URLs already exists"); err != nil {
+		return "", fmt.Errorf("add %s back: %w", m.Name, err)
+	}
+	extra := m.Extra
+	m.Extra = append(append([]string(nil), extra...), "--initial-cluster-state", "existing")
+	m.Start()
+	m.Extra = extra // its data dir now says what cluster it is in
+	newID, err := c.memberID(i)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("replace %s: removed %s, wiped, added back as %s", m.Name, oldID, newID), nil
+}
+
+// retry calls fn until it succeeds, fails with an error containing
+// done, or ctx ends: a membership change is refused while too few
+// members are known to be up, and may time out yet be applied.
+func retry(ctx context.Context, fn func() error, done string) error {
+	for {
+		err := fn()
+		if err == nil || strings.Contains(err.Error(), done) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+}
+
+// parseFaults turns "kill,partition" into faults; "all" is the matrix.
+func parseFaults(spec string) ([]fault, error) {
+	if spec == "all" {
+		spec = strings.Join(faultNames(), ",")
+	}
+	var fs []fault
+	for _, name := range strings.Split(spec, ",") {
+		f, ok := faults[strings.TrimSpace(name)]
+		if !ok {
+			return nil, fmt.Errorf("unknown fault %q; known: %s", name, strings.Join(faultNames(), ", "))
+		}
+		fs = append(fs, f)
+	}
+	return fs, nil
+}
+
+func faultNames() []string {
+	return []string{"kill", "kill-leader", "freeze", "partition", "partition-leader",
+		"blackhole-client", "restart-cluster", "replace-member"}
+}
+
+// converged waits until every member has applied the same revision and
+// reports the same hash of the store at it: after the faults, no member
+// may hold a different history.
+func (c *cluster) converged(timeout time.Duration) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.direct(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	resp, err := cli.Get(ctx, "converged-check", clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("read the revision: %w", err)
+	}
+	rev := resp.Header.Revision
+	hashes := map[string]uint32{}
+	for _, m := range c.members {
+		err := retry(ctx, func() error {
+			h, err := cli.HashKV(ctx, m.Endpoint, rev)
+			if err != nil {
+				return err
+			}
+			hashes[m.Name] = h.Hash
+			return nil
+		}, "\x00never")
+		if err != nil {
+			return fmt.Errorf("hash of %s at revision %d: %w", m.Name, rev, err)
+		}
+	}
+	for name, h := range hashes {
+		if h != hashes[c.members[0].Name] {
+			return fmt.Errorf("members' stores differ at revision %d: %v (%s)", rev, hashes, name)
+		}
+	}
+	return nil
+}
