@@ -105,15 +105,14 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChangeI, ci uint
 	}
 	if err != nil {
 		s.lg.Warn("refused a committed membership change", "index", index, "err", err)
-		s.confState.set(s.node.ApplyConfChange(noChange(v2)))
-		if rerr := rejectConfChange(s.be, index); rerr != nil {
-			s.lg.Error("record refused membership change", "index", index, "err", rerr)
-		}
-		s.applier.ApplyNoop(index, term)
+		cs := s.node.ApplyConfChange(noChange(v2))
+		s.confState.set(cs)
+		s.applier.ApplyMeta(index, term, confStateRecord(cs), refusalRecord(index))
 		s.waits.trigger(c.Request, &apply.Result{Err: err})
 		return
 	}
-	s.confState.set(s.node.ApplyConfChange(v2))
+	cs := s.node.ApplyConfChange(v2)
+	s.confState.set(cs)
 	for _, ch := range v2.GetChanges() {
 		switch ch.GetType() {
 		case raftpb.ConfChangeAddNode, raftpb.ConfChangeAddLearnerNode, raftpb.ConfChangeUpdateNode:
@@ -122,7 +121,7 @@ func (s *Server) applyConfChange(e *raftpb.Entry, cc raftpb.ConfChangeI, ci uint
 			s.applyMemberRemoval(ch.GetNodeId())
 		}
 	}
-	s.applier.ApplyNoop(index, term)
+	s.applier.ApplyMeta(index, term, confStateRecord(cs))
 	s.waits.trigger(c.Request, &apply.Result{})
 }
 

@@ -7,6 +7,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 
+	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/backend"
 )
 
@@ -75,9 +76,9 @@ func rejectedKey(index uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte("refused-conf-change/"), index)
 }
 
-func rejectConfChange(be *backend.Backend, index uint64) error {
-	return be.Write(func(tx backend.WriteTx) error { return tx.Put(backend.Meta, rejectedKey(index), []byte{1}) })
-}
+// refusalRecord marks the change at index as refused, in the batch that
+// records it applied.
+func refusalRecord(index uint64) apply.Meta { return apply.Meta{Key: rejectedKey(index), Value: []byte{1}} }
 
 func rejectedConfChange(be *backend.Backend, index uint64) bool {
 	var found bool

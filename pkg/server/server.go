@@ -233,7 +233,7 @@ func (s *Server) openCluster(boot *bootstrap) error {
 	s.ids.init(boot.localID)
 	s.transport = raftnode.NewHTTPTransport(boot.clusterID, boot.localID, s.cfg.snapDir(), s.lg)
 	s.transport.SetNode(s.node)
-	s.transport.SetSnapshotSource(s.be)
+	s.transport.SetSnapshotSource(dbSnapshots{s.be})
 	s.transport.OnRemoved(func() { s.fail(errMemberRemoved) })
 	for _, m := range members {
 		if m.ID != boot.localID {

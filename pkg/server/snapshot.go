@@ -7,7 +7,11 @@ import (
 	"path/filepath"
 
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/server/raftnode"
 )
 
@@ -77,4 +81,40 @@ func (c *Config) installPendingDB(index uint64) error {
 		return fmt.Errorf("install database of snapshot %d: %w", index, err)
 	}
 	return nil
+}
+
+// The snapshot raft asks the leader to send was taken at some earlier
+// index, with the configuration of that time. A member added since is not
+// in that configuration, and raft refuses a snapshot that does not name
+// the member restoring it, so a new member behind a compacted log could
+// never catch up. The leader therefore sends its current database with
+// the raft state that database holds: the index and term it has applied
+// and the configuration at that index, which every membership change
+// stores in the same batch as its index.
+
+var confStateKey = []byte("conf_state")
+
+// confStateRecord is cs as stored with the entry that produced it.
+func confStateRecord(cs *raftpb.ConfState) apply.Meta {
+	b, _ := proto.Marshal(cs) // a ConfState of IDs always encodes
+	return apply.Meta{Key: confStateKey, Value: b}
+}
+
+// dbSnapshots gives the transport the database to send to a lagging
+// member, with the raft snapshot metadata that describes it.
+type dbSnapshots struct{ be *backend.Backend }
+
+func (d dbSnapshots) OpenSnapshot() (*raftpb.SnapshotMetadata, raftnode.SnapshotDB, error) {
+	snap, err := d.be.OpenSnapshot()
+	if err != nil {
+		return nil, nil, err
+	}
+	index, term := mvcc.ConsistentIndexIn(snap)
+	b := snap.Get(backend.Meta, confStateKey)
+	cs := new(raftpb.ConfState)
+	if b == nil || proto.Unmarshal(b, cs) != nil {
+		_ = snap.Close()
+		return nil, nil, fmt.Errorf("database at index %d holds no raft configuration", index)
+	}
+	return &raftpb.SnapshotMetadata{Index: &index, Term: &term, ConfState: cs}, snap, nil
 }

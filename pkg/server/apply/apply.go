@@ -73,8 +73,22 @@ func (a *Applier) Apply(index, term uint64, r *pb.InternalRaftRequest) *Result {
 }
 
 // ApplyNoop records index and term for an entry that changes no keys.
-func (a *Applier) ApplyNoop(index, term uint64) {
-	if err := a.s.Write(index, term, func(*mvcc.TxnWrite) error { return nil }); err != nil {
+func (a *Applier) ApplyNoop(index, term uint64) { a.ApplyMeta(index, term) }
+
+// Meta is a record about the member's raft state kept in the database.
+type Meta struct{ Key, Value []byte }
+
+// ApplyMeta records index and term for an entry that changes no keys,
+// with records committed in the same batch: a membership change's
+// outcome must never be on disk without its index, or the reverse.
+func (a *Applier) ApplyMeta(index, term uint64, meta ...Meta) {
+	err := a.s.Write(index, term, func(t *mvcc.TxnWrite) error {
+		for _, m := range meta {
+			t.PutMeta(m.Key, m.Value)
+		}
+		return nil
+	})
+	if err != nil {
 		a.lg.Error("record applied index", "index", index, "err", err)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Snapshot writes a consistent copy of the committed database to w and
@@ -11,20 +13,53 @@ import (
 // while a large file streams to a slow peer; commit first (ForceCommit)
 // when the copy must hold everything applied so far.
 func (b *Backend) Snapshot(w io.Writer) (int64, error) {
+	snap, err := b.OpenSnapshot()
+	if err != nil {
+		return 0, err
+	}
+	defer snap.Close()
+	return snap.WriteTo(w)
+}
+
+// DBSnapshot is the committed database frozen in a read transaction:
+// what it says (Get) and the copy it writes (WriteTo) are the same
+// state, however much is committed meanwhile.
+type DBSnapshot struct {
+	tx *bolt.Tx
+}
+
+// OpenSnapshot freezes the committed database until Close.
+func (b *Backend) OpenSnapshot() (*DBSnapshot, error) {
 	b.mu.RLock()
-	db := b.db
-	tx, err := db.Begin(false)
+	tx, err := b.db.Begin(false)
 	b.mu.RUnlock()
 	if err != nil {
-		return 0, fmt.Errorf("begin snapshot transaction: %w", err)
+		return nil, fmt.Errorf("begin snapshot transaction: %w", err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	n, err := tx.WriteTo(w)
+	return &DBSnapshot{tx: tx}, nil
+}
+
+// Get reads key from bucket as of the snapshot; nil when absent.
+func (s *DBSnapshot) Get(bucket, key []byte) []byte {
+	bk := s.tx.Bucket(bucket)
+	if bk == nil {
+		return nil
+	}
+	return bk.Get(key)
+}
+
+// WriteTo writes the database file as of the snapshot.
+func (s *DBSnapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := s.tx.WriteTo(w)
 	if err != nil {
 		return n, fmt.Errorf("write database snapshot: %w", err)
 	}
 	return n, nil
 }
+
+// Close ends the read transaction, which lets the database reuse the
+// pages the snapshot kept alive.
+func (s *DBSnapshot) Close() error { return s.tx.Rollback() }
 
 // Replace swaps the database for the file at path, which becomes the
 // backend's file: what is pending is committed first, then the old file is

@@ -164,3 +164,25 @@ func (t *TxnWrite) store(r Revision, kv *mvccpb.KeyValue, tombstone bool) {
 
 // Changes lists what the txn wrote, in order; deletions carry only a key.
 func (t *TxnWrite) Changes() []*mvccpb.KeyValue { return t.changes }
+
+// PutMeta stores a record about the member's raft state (such as its
+// configuration) in the meta bucket. It commits with the txn's
+// consistent index, so a copy of the database never holds one without
+// the other.
+func (t *TxnWrite) PutMeta(key, value []byte) {
+	if err := t.tx.Put(backend.Meta, key, value); err != nil && t.err == nil {
+		t.err = fmt.Errorf("store meta %s: %w", key, err)
+	}
+}
+
+// MetaGetter reads the meta bucket of some view of the database, such as
+// a backend.DBSnapshot.
+type MetaGetter interface {
+	Get(bucket, key []byte) []byte
+}
+
+// ConsistentIndexIn is the raft index and term of the last entry applied
+// in db.
+func ConsistentIndexIn(db MetaGetter) (index, term uint64) {
+	return getUint(db.Get(backend.Meta, metaConsistentIndex)), getUint(db.Get(backend.Meta, metaConsistentTerm))
+}

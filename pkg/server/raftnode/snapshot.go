@@ -12,16 +12,26 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // SnapshotPath is where a member accepts a raft snapshot followed by the
 // database it stands for.
 const SnapshotPath = "/raft/snapshot"
 
-// SnapshotSource writes a copy of the member's database; raft snapshots
-// carry no data of their own, so the database is what a lagging peer needs.
+// SnapshotSource freezes a copy of the member's database for a lagging
+// peer. Raft's snapshot message carries no data, and its metadata may
+// predate members added since (which raft would then refuse to restore),
+// so the message sent carries the metadata of the copy instead: the index
+// and term it has applied and the configuration at that index.
 type SnapshotSource interface {
-	Snapshot(w io.Writer) (int64, error)
+	OpenSnapshot() (*raftpb.SnapshotMetadata, SnapshotDB, error)
+}
+
+// SnapshotDB is a frozen database copy, released by Close.
+type SnapshotDB interface {
+	io.WriterTo
+	Close() error
 }
 
 // SnapshotDBPath is where a database received with the raft snapshot at
@@ -48,25 +58,43 @@ func (t *HTTPTransport) sendSnapshot(p *peer, m *raftpb.Message) {
 		t.lg.Error("cannot send a snapshot: no database source", "peer", fmt.Sprintf("%x", p.id))
 		return
 	}
-	var head bytes.Buffer
-	appendFrame(&head, m)
 	var last error
 	for _, u := range p.peerURLs() {
-		pr, pw := io.Pipe()
-		go func() {
-			_, err := src.Snapshot(pw)
-			pw.CloseWithError(err)
-		}()
-		body := io.MultiReader(bytes.NewReader(head.Bytes()), pr)
-		last = t.postSnapshot(u, body)
-		pr.Close()
+		var index uint64
+		index, last = t.postSnapshotFrom(src, u, m)
 		if last == nil {
 			status = raft.SnapshotFinish
-			t.lg.Info("sent snapshot", "peer", fmt.Sprintf("%x", p.id), "index", m.GetSnapshot().GetMetadata().GetIndex())
+			t.lg.Info("sent snapshot", "peer", fmt.Sprintf("%x", p.id), "index", index)
 			return
 		}
 	}
 	t.lg.Warn("send snapshot failed", "peer", fmt.Sprintf("%x", p.id), "err", last)
+}
+
+// postSnapshotFrom sends m, with the metadata of a database copy frozen
+// now, followed by that copy, and returns the index it stands for.
+func (t *HTTPTransport) postSnapshotFrom(src SnapshotSource, u string, m *raftpb.Message) (uint64, error) {
+	md, db, err := src.OpenSnapshot()
+	if err != nil {
+		return 0, err
+	}
+	if md.GetIndex() < m.GetSnapshot().GetMetadata().GetIndex() {
+		_ = db.Close()
+		return 0, fmt.Errorf("database at index %d is older than raft's snapshot at %d", md.GetIndex(), m.GetSnapshot().GetMetadata().GetIndex())
+	}
+	msg := proto.Clone(m).(*raftpb.Message)
+	msg.Snapshot = &raftpb.Snapshot{Metadata: md}
+	var head bytes.Buffer
+	appendFrame(&head, msg)
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := db.WriteTo(pw)
+		pw.CloseWithError(err)
+		_ = db.Close()
+	}()
+	err = t.postSnapshot(u, io.MultiReader(&head, pr))
+	pr.Close() // ends the writer if the peer stopped reading early
+	return md.GetIndex(), err
 }
 
 func (t *HTTPTransport) postSnapshot(u string, body io.Reader) error {
