@@ -78,7 +78,9 @@ func rejectedKey(index uint64) []byte {
 
 // refusalRecord marks the change at index as refused, in the batch that
 // records it applied.
-func refusalRecord(index uint64) apply.Meta { return apply.Meta{Key: rejectedKey(index), Value: []byte{1}} }
+func refusalRecord(index uint64) apply.Meta {
+	return apply.Meta{Key: rejectedKey(index), Value: []byte{1}}
+}
 
 func rejectedConfChange(be *backend.Backend, index uint64) bool {
 	var found bool
