@@ -28,7 +28,7 @@ var (
 
 const (
 	workers     = 5
-	keyCount    = 10
+	watchers    = 3
 	opTimeout   = 3 * time.Second
 	minFaultGap = 2 * time.Second
 	maxFaultGap = 4 * time.Second
@@ -60,6 +60,13 @@ func TestKillRestart(t *testing.T) {
 	}
 	initialRev := currentRevision(t, eps)
 
+	// The watchers start before the workers, from the initial revision,
+	// so that they see every event of the run.
+	ws, err := StartWatchers(context.Background(), eps, watchers, initialRev)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// pace is the least time between the starts of one worker's requests.
 	pace := duration * workers / maxOps
 	rec := NewRecorder()
@@ -74,7 +81,7 @@ func TestKillRestart(t *testing.T) {
 		wg.Add(1)
 		go func(w int, c *clientv3.Client) {
 			defer wg.Done()
-			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout), pace)
+			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(c, opTimeout), pace, ws.CompactBound)
 		}(w, c)
 	}
 
@@ -100,13 +107,19 @@ func TestKillRestart(t *testing.T) {
 	cancel()
 	wg.Wait()
 
-	persisted, err := writtenValues(eps, initialRev)
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	lastRev, err := ws.StopAtCurrent(sctx)
+	scancel()
 	if err != nil {
-		// Without the event log failed writes stay open to the end:
-		// still sound, only slower to check.
-		t.Logf("event log unavailable, failed writes left unsettled: %v", err)
+		t.Errorf("watchers: %v", err)
 	}
-	ops := rec.Operations(persisted)
+	// Without the event log failed writes stay open to the end: still
+	// sound, only slower to check.
+	log := ws.Log()
+	if log == nil {
+		t.Logf("event log incomplete, failed writes left unsettled")
+	}
+	ops := rec.Operations(log)
 	recorded, failed := rec.counts()
 	timeout := *checkTimeoutFlag
 	if timeout == 0 {
@@ -117,6 +130,16 @@ func TestKillRestart(t *testing.T) {
 	res, info := Check(model, ops, timeout)
 	t.Logf("seed %d: %d operations recorded (%d failed on the client), %d checked, %d faults injected, check took %v: %s",
 		seed, recorded, failed, len(ops), faults, time.Since(start).Round(time.Millisecond), res)
+	t.Logf("operations by kind (recorded/succeeded): %v; last revision %d", rec.KindCounts(), lastRev)
+	if log != nil {
+		t.Logf("event log: %d events, revisions %d to %d", len(log.Events), log.From+1, log.To)
+	}
+	for _, r := range ws.Records() {
+		t.Logf("watcher %d: %d events in %d responses", r.ID, len(r.Events), len(r.Responses))
+	}
+	for _, err := range CheckWatches(ws, log, ops) {
+		t.Error(err)
+	}
 	if faults == 0 && duration >= maxFaultGap {
 		t.Errorf("no fault was injected")
 	}
