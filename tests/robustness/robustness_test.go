@@ -130,7 +130,7 @@ func TestKillRestart(t *testing.T) {
 	res, info := Check(model, ops, timeout)
 	t.Logf("seed %d: %d operations recorded (%d failed on the client), %d checked, %d faults injected, check took %v: %s",
 		seed, recorded, failed, len(ops), faults, time.Since(start).Round(time.Millisecond), res)
-	t.Logf("operations by kind (recorded/succeeded): %v; last revision %d", rec.KindCounts(), lastRev)
+	t.Logf("checked: %s; last revision %d", Summary(ops), lastRev)
 	if log != nil {
 		t.Logf("event log: %d events, revisions %d to %d", len(log.Events), log.From+1, log.To)
 	}

@@ -3,8 +3,12 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand"
+	"strings"
 	"time"
+
+	"github.com/anishathalye/porcupine"
 )
 
 // workloadKeys is how many keys the workers write: key0, key1, …. Few
@@ -177,20 +181,50 @@ func (r *Recorder) counts() (recorded, failed int) {
 	return len(r.ops), failed
 }
 
-// KindCounts returns how many operations of each kind were recorded and
-// how many of them succeeded, for the test's log.
-func (r *Recorder) KindCounts() map[OpKind][2]int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	counts := map[OpKind][2]int{}
-	for _, op := range r.ops {
-		k := op.Input.(Input).Kind
-		c := counts[k]
-		c[0]++
-		if op.Output.(Output).Err == "" {
-			c[1]++
+// Summary describes a prepared history for the test's log: per kind of
+// request how many were checked and how many of those had failed on the
+// client, how many txns took their then branch, how many compactions
+// the server refused, and how many failed writes the event log could
+// not settle (left open to the end of the history).
+func Summary(ops []porcupine.Operation) string {
+	type tally struct{ checked, failed, succeeded, refused int }
+	counts := map[OpKind]*tally{}
+	open := 0
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		c := counts[in.Kind]
+		if c == nil {
+			c = &tally{}
+			counts[in.Kind] = c
 		}
-		counts[k] = c
+		c.checked++
+		switch {
+		case out.Err != "":
+			c.failed++
+		case out.Succeeded:
+			c.succeeded++
+		case out.CompactErr != "":
+			c.refused++
+		}
+		if op.Return == math.MaxInt64 {
+			open++
+		}
 	}
-	return counts
+	var b strings.Builder
+	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact} {
+		c := counts[k]
+		if c == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s %d (%d failed", k, c.checked, c.failed)
+		switch k {
+		case OpTxn, OpMultiTxn:
+			fmt.Fprintf(&b, ", %d then", c.succeeded)
+		case OpCompact:
+			fmt.Fprintf(&b, ", %d refused", c.refused)
+		}
+		b.WriteString("), ")
+	}
+	fmt.Fprintf(&b, "%d failed writes left open", open)
+	return b.String()
 }
