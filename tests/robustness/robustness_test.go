@@ -135,7 +135,7 @@ func TestKillRestart(t *testing.T) {
 		t.Logf("event log: %d events, revisions %d to %d", len(log.Events), log.From+1, log.To)
 	}
 	for _, r := range ws.Records() {
-		t.Logf("watcher %d: %d events in %d responses", r.ID, len(r.Events), len(r.Responses))
+		t.Logf("watcher %d: %d events in %d responses, resumed on another member %d times", r.ID, len(r.Events), len(r.Responses), r.Resumes())
 	}
 	for _, err := range CheckWatches(ws, log, ops) {
 		t.Error(err)

@@ -62,6 +62,7 @@ func (l *EventLog) Written() map[string]int64 {
 type WatchResponse struct {
 	At       time.Duration // since the watchers started, client clock
 	Revision int64         // header revision
+	Member   uint64        // header member id: the member that sent it
 	Events   int
 }
 
@@ -73,6 +74,19 @@ type WatchRecord struct {
 	// Problems are responses no watcher should get in this test: a
 	// cancellation, an error, or a header revision below its own events.
 	Problems []string
+}
+
+// Resumes counts how many times the watch moved to another member: each
+// is a resume after its member failed, whose continuity CheckWatch
+// checks.
+func (r WatchRecord) Resumes() int {
+	n := 0
+	for i := 1; i < len(r.Responses); i++ {
+		if r.Responses[i].Member != r.Responses[i-1].Member {
+			n++
+		}
+	}
+	return n
 }
 
 // watcher is one recording watch with its own client.
@@ -100,10 +114,11 @@ type Watchers struct {
 
 // StartWatchers starts n watchers of the prefix "key" from revision
 // fromRev+1, each with its own client over every endpoint, and the event
-// log reader. Each watch requires a leader, so a member cut off from the
-// cluster drops it rather than going quiet; clientv3 then resumes it on
-// another member from the revision after its last event, which is what
-// the checker verifies across faults.
+// log reader. When a watch's member dies, clientv3 resumes it on another
+// member from the revision after its last event, which is what the
+// checker verifies across faults. Each watch also asks for a leader (etcd
+// then ends it on a member that has lost its leader, so that it does
+// not go quiet there); kvd does not act on that request yet.
 func StartWatchers(ctx context.Context, eps []string, n int, fromRev int64) (*Watchers, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watchers{start: time.Now(), fromRev: fromRev, cancel: cancel}
@@ -159,7 +174,7 @@ func (wt *watcher) run(ctx context.Context, fromRev int64, start time.Time) {
 			return
 		}
 		wt.mu.Lock()
-		resp := WatchResponse{At: time.Since(start), Revision: wr.Header.Revision, Events: len(wr.Events)}
+		resp := WatchResponse{At: time.Since(start), Revision: wr.Header.Revision, Member: wr.Header.MemberId, Events: len(wr.Events)}
 		wt.rec.Responses = append(wt.rec.Responses, resp)
 		if wr.Canceled || wr.Err() != nil {
 			wt.rec.Problems = append(wt.rec.Problems, fmt.Sprintf("at %v: canceled %v, compact revision %d, error %v",
