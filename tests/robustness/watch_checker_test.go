@@ -137,3 +137,20 @@ func TestEventLogChecker(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckWatches checks the entry point the scenario calls: it needs a
+// complete log and reports every watcher's anomalies.
+func TestCheckWatches(t *testing.T) {
+	ops, log := goodRun()
+	good := &watcher{rec: WatchRecord{ID: 0, Events: log.Events}}
+	gappy := &watcher{rec: WatchRecord{ID: 1, Events: log.Events[1:]}}
+	if errs := CheckWatches(&Watchers{ws: []*watcher{good}}, log, ops); len(errs) != 0 {
+		t.Fatalf("good run: %v", errs)
+	}
+	if errs := CheckWatches(&Watchers{ws: []*watcher{good, gappy}}, log, ops); len(errs) != 1 || !strings.Contains(errs[0].Error(), "watcher 1: gap") {
+		t.Fatalf("one watcher with a gap: %v", errs)
+	}
+	if errs := CheckWatches(&Watchers{ws: []*watcher{good}}, nil, ops); len(errs) == 0 {
+		t.Fatalf("no log, yet no anomaly")
+	}
+}
