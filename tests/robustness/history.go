@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -135,6 +136,76 @@ func (cl *Client) Txn(key string, expectModRev int64, value string) Output {
 	})
 }
 
+// Range reads every key in [key, end), at most limit of them (0: all),
+// with a linearizable read.
+func (cl *Client) Range(key, end string, limit int64) Output {
+	in := Input{Kind: OpRange, Key: key, End: end, Limit: limit}
+	return cl.do(in, func(ctx context.Context) Output {
+		resp, err := cl.c.Get(ctx, key, clientv3.WithRange(end), clientv3.WithLimit(limit))
+		if err != nil {
+			return Output{Err: err.Error()}
+		}
+		return rangeOutput(resp.Header.Revision, resp.Kvs, resp.Count, resp.More)
+	})
+}
+
+// MultiTxn runs "if every compare of cmps holds then apply then, else
+// range [elseKey, elseEnd)" as one txn.
+func (cl *Client) MultiTxn(cmps []Cmp, then []TxnOp, elseKey, elseEnd string) Output {
+	in := Input{Kind: OpMultiTxn, Key: elseKey, End: elseEnd, Cmps: cmps, Then: then}
+	return cl.do(in, func(ctx context.Context) Output {
+		ifs := make([]clientv3.Cmp, len(cmps))
+		for i, c := range cmps {
+			ifs[i] = clientv3.Compare(clientv3.ModRevision(c.Key), "=", c.ModRev)
+		}
+		ops := make([]clientv3.Op, len(then))
+		for i, op := range then {
+			if op.Kind == OpPut {
+				ops[i] = clientv3.OpPut(op.Key, op.Value)
+			} else {
+				ops[i] = clientv3.OpDelete(op.Key)
+			}
+		}
+		resp, err := cl.c.Txn(ctx).If(ifs...).Then(ops...).
+			Else(clientv3.OpGet(elseKey, clientv3.WithRange(elseEnd))).Commit()
+		if err != nil {
+			return Output{Err: err.Error()}
+		}
+		if resp.Succeeded {
+			out := Output{Revision: resp.Header.Revision, Succeeded: true}
+			for _, r := range resp.Responses {
+				if d := r.GetResponseDeleteRange(); d != nil {
+					out.Deleted += d.Deleted
+				}
+			}
+			return out
+		}
+		if len(resp.Responses) != 1 || resp.Responses[0].GetResponseRange() == nil {
+			return Output{Revision: -1}
+		}
+		r := resp.Responses[0].GetResponseRange()
+		return rangeOutput(resp.Header.Revision, r.Kvs, r.Count, r.More)
+	})
+}
+
+// Compact compacts the store's history at rev. The server's refusals
+// (already compacted, future revision) are definite outcomes and are
+// recorded as such, not as unknown ones.
+func (cl *Client) Compact(rev int64) Output {
+	return cl.do(Input{Kind: OpCompact, Revision: rev}, func(ctx context.Context) Output {
+		resp, err := cl.c.Compact(ctx, rev)
+		switch {
+		case err == nil:
+			return Output{Revision: resp.Header.Revision}
+		case strings.Contains(err.Error(), "required revision has been compacted"):
+			return Output{CompactErr: CompactedErr}
+		case strings.Contains(err.Error(), "required revision is a future revision"):
+			return Output{CompactErr: FutureErr}
+		}
+		return Output{Err: err.Error()}
+	})
+}
+
 func readOutput(rev int64, kvs []*mvccpb.KeyValue) Output {
 	out := Output{Revision: rev}
 	if len(kvs) > 0 {
@@ -148,11 +219,19 @@ func readOutput(rev int64, kvs []*mvccpb.KeyValue) Output {
 	return out
 }
 
+func rangeOutput(rev int64, kvs []*mvccpb.KeyValue, count int64, more bool) Output {
+	out := Output{Revision: rev, Count: count, More: more, KVs: make([]KV, len(kvs))}
+	for i, kv := range kvs {
+		out.KVs[i] = KV{Key: string(kv.Key), Value: string(kv.Value), CreateRev: kv.CreateRevision, ModRev: kv.ModRevision, Version: kv.Version}
+	}
+	return out
+}
+
 // Operations returns the history to check; see prepare.
-func (r *Recorder) Operations(persisted map[string]int64) []porcupine.Operation {
+func (r *Recorder) Operations(log *EventLog) []porcupine.Operation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return prepare(r.ops, persisted)
+	return prepare(r.ops, log)
 }
 
 // prepare turns a recorded history into the one to check. Reads that
@@ -162,14 +241,31 @@ func (r *Recorder) Operations(persisted map[string]int64) []porcupine.Operation 
 //
 // Every such write costs the checker a search step at each later point
 // of the history, which makes long histories with many of them too
-// costly. persisted, when not nil, is what the store's own event log
-// (a watch replayed after the run) says was written: the revision at
-// which each put value was written. As in etcd's robustness suite it is
-// then trusted to settle failed puts and txns: one whose value was never
-// written is dropped, and one that was written at revision R must have
-// taken effect before any successful operation that reported a revision
-// of R or more returned. Failed deletes stay open to the end.
-func prepare(ops []porcupine.Operation, persisted map[string]int64) []porcupine.Operation {
+// costly. log, when not nil, is the store's own event log of the run,
+// complete up to a revision no lower than any a recorded operation saw.
+// As in etcd's robustness suite it is then trusted to settle failed
+// writes:
+//
+//   - A put, txn or multi-op txn writes a value no other request writes.
+//     If that value is not in the log, the request never took effect (or
+//     took effect after everything recorded, which is the same, or went
+//     to its else branch, which changes nothing) and is dropped. If it
+//     was written at revision R, the request must have taken effect
+//     before any successful operation that reported a revision of R or
+//     more returned.
+//   - A delete leaves no value behind, so it can only be dropped when it
+//     cannot have removed anything: when the log holds no delete event
+//     of its key that a successful request does not account for. A
+//     delete of an absent key changes nothing, not even the revision, so
+//     dropping it loses nothing. Otherwise it stays open to the end.
+//   - A compaction leaves nothing in the log and stays open.
+func prepare(ops []porcupine.Operation, log *EventLog) []porcupine.Operation {
+	var written map[string]int64
+	var deleted map[string]bool
+	if log != nil {
+		written = log.Written()
+		deleted = unexplainedDeletes(log, ops)
+	}
 	out := make([]porcupine.Operation, 0, len(ops))
 	for _, op := range ops {
 		in, res := op.Input.(Input), op.Output.(Output)
@@ -177,15 +273,18 @@ func prepare(ops []porcupine.Operation, persisted map[string]int64) []porcupine.
 			out = append(out, op)
 			continue
 		}
+		value, writesValue := uniqueValue(in)
 		switch {
-		case in.Kind == OpGet:
+		case in.Kind == OpGet || in.Kind == OpRange:
 			continue
-		case persisted != nil && (in.Kind == OpPut || in.Kind == OpTxn):
-			rev, ok := persisted[in.Value]
+		case log != nil && writesValue:
+			rev, ok := written[value]
 			if !ok {
 				continue
 			}
 			op.Return = firstReturnAtOrAfter(ops, rev)
+		case log != nil && in.Kind == OpDelete && !deleted[in.Key]:
+			continue
 		default:
 			op.Return = math.MaxInt64
 		}
@@ -194,12 +293,72 @@ func prepare(ops []porcupine.Operation, persisted map[string]int64) []porcupine.
 	return out
 }
 
+// uniqueValue is a value that only this request can write, if it writes
+// one whenever it changes anything. A multi-op txn whose then branch has
+// no put (never generated by the workload) has none.
+func uniqueValue(in Input) (string, bool) {
+	switch in.Kind {
+	case OpPut, OpTxn:
+		return in.Value, true
+	case OpMultiTxn:
+		for _, op := range in.Then {
+			if op.Kind == OpPut {
+				return op.Value, true
+			}
+		}
+	}
+	return "", false
+}
+
+// unexplainedDeletes returns the keys with a delete event in the log at
+// a revision that no successful recorded request wrote. Each revision is
+// the work of exactly one request, so a revision that a successful write
+// reported is accounted for, whatever events it holds.
+func unexplainedDeletes(log *EventLog, ops []porcupine.Operation) map[string]bool {
+	explained := map[int64]bool{}
+	for _, op := range ops {
+		if in, res := op.Input.(Input), op.Output.(Output); res.Err == "" && changedStore(in, res) {
+			explained[res.Revision] = true
+		}
+	}
+	keys := map[string]bool{}
+	for _, ev := range log.Events {
+		if ev.Type == EventDelete && !explained[ev.ModRev] {
+			keys[ev.Key] = true
+		}
+	}
+	return keys
+}
+
+// changedStore says whether a successful request wrote something, and so
+// moved the revision to the one its response reports.
+func changedStore(in Input, out Output) bool {
+	switch in.Kind {
+	case OpPut:
+		return true
+	case OpDelete:
+		return out.Deleted > 0
+	case OpTxn:
+		return out.Succeeded
+	case OpMultiTxn:
+		if !out.Succeeded {
+			return false
+		}
+		if out.Deleted > 0 {
+			return true
+		}
+		_, puts := uniqueValue(in)
+		return puts
+	}
+	return false
+}
+
 // firstReturnAtOrAfter is the earliest return time of a successful
 // operation whose response revision is rev or more, or infinity.
 func firstReturnAtOrAfter(ops []porcupine.Operation, rev int64) int64 {
 	first := int64(math.MaxInt64)
 	for _, op := range ops {
-		if res := op.Output.(Output); res.Err == "" && res.Revision >= rev && op.Return < first {
+		if res := op.Output.(Output); res.Err == "" && res.CompactErr == "" && res.Revision >= rev && op.Return < first {
 			first = op.Return
 		}
 	}

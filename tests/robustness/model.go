@@ -3,12 +3,14 @@
 //
 // Client workers record every request they make (history.go); the
 // recorded history is then checked against a sequential model of the
-// key-value store (this file) with porcupine.
+// key-value store (this file) with porcupine. Watchers running on the
+// same cluster record every event (watch.go), and their streams are
+// checked against the store's event log and the history
+// (watch_check.go).
 package robustness
 
 import (
 	"fmt"
-	"hash/fnv"
 	"sort"
 	"strings"
 
@@ -19,21 +21,66 @@ import (
 type OpKind string
 
 const (
-	OpPut    OpKind = "put"
-	OpGet    OpKind = "get"
+	OpPut OpKind = "put"
+	// OpGet reads one key.
+	OpGet OpKind = "get"
+	// OpRange reads every key in [Key, End), at most Limit of them when
+	// Limit is not 0.
+	OpRange  OpKind = "range"
 	OpDelete OpKind = "delete"
 	// OpTxn is "if mod_revision(Key) == ExpectModRev then put(Key, Value)
 	// else get(Key)".
 	OpTxn OpKind = "txn"
+	// OpMultiTxn is "if every compare of Cmps holds then apply Then, all
+	// at one revision, else range [Key, End)".
+	OpMultiTxn OpKind = "multitxn"
+	// OpCompact compacts the store's history at Revision.
+	OpCompact OpKind = "compact"
 )
 
-// Input is one request as the client sent it.
-type Input struct {
-	Kind         OpKind `json:"kind"`
-	Key          string `json:"key"`
-	Value        string `json:"value,omitempty"`
-	ExpectModRev int64  `json:"expectModRev,omitempty"`
+// Cmp is a compare of a multi-op txn: mod_revision(Key) == ModRev, with
+// 0 standing for an absent key, as in etcd.
+type Cmp struct {
+	Key    string `json:"key"`
+	ModRev int64  `json:"modRev"`
 }
+
+// TxnOp is a write of a multi-op txn's then branch: OpPut or OpDelete of
+// one key. A txn never names one key twice (etcd refuses that).
+type TxnOp struct {
+	Kind  OpKind `json:"kind"`
+	Key   string `json:"key"`
+	Value string `json:"value,omitempty"`
+}
+
+// Input is one request as the client sent it. Which fields mean
+// something depends on Kind; see the OpKind constants.
+type Input struct {
+	Kind         OpKind  `json:"kind"`
+	Key          string  `json:"key,omitempty"`
+	End          string  `json:"end,omitempty"`
+	Limit        int64   `json:"limit,omitempty"`
+	Value        string  `json:"value,omitempty"`
+	ExpectModRev int64   `json:"expectModRev,omitempty"`
+	Cmps         []Cmp   `json:"cmps,omitempty"`
+	Then         []TxnOp `json:"then,omitempty"`
+	Revision     int64   `json:"revision,omitempty"`
+}
+
+// KV is one key as a read returns it and as the model holds it.
+type KV struct {
+	Key       string `json:"key"`
+	Value     string `json:"value"`
+	CreateRev int64  `json:"createRev"`
+	ModRev    int64  `json:"modRev"`
+	Version   int64  `json:"version"`
+}
+
+// Compaction refusals: definite answers from the server, unlike Err.
+const (
+	CompactedErr = "compacted" // the revision was already compacted
+	FutureErr    = "future"    // the revision is above the current one
+)
 
 // Output is what the client got back. When Err is set the outcome is
 // unknown and no other field means anything.
@@ -49,76 +96,116 @@ type Output struct {
 	CreateRev int64  `json:"createRev,omitempty"`
 	Version   int64  `json:"version,omitempty"`
 
-	// Delete.
+	// Range, and the else branch of a MultiTxn.
+	KVs   []KV  `json:"kvs,omitempty"`
+	Count int64 `json:"count,omitempty"`
+	More  bool  `json:"more,omitempty"`
+
+	// Delete, and the then branch of a MultiTxn (the sum of its deletes).
 	Deleted int64 `json:"deleted,omitempty"`
 
-	// Txn.
+	// Txn and MultiTxn.
 	Succeeded bool `json:"succeeded,omitempty"`
+
+	// Compact: CompactedErr or FutureErr when the server refused it.
+	CompactErr string `json:"compactErr,omitempty"`
 }
 
-// keyState is one live key in the model.
-type keyState struct {
-	Key       string
-	Value     string
-	CreateRev int64
-	ModRev    int64
-	Version   int64
-}
-
-// State is the model's state: the store's revision and its live keys,
-// sorted by key. States are never changed once built; a step makes a new
-// one. The hash is computed once, when the state is built, so that
+// State is the model's state: the store's revision, the revision its
+// history was last compacted at (0 for never) and its live keys, sorted
+// by key. States are never changed once built; a step makes a new one.
+// The hash is computed once, when the state is built, so that
 // porcupine's cache lookups cost little.
 type State struct {
-	Revision int64
-	Keys     []keyState
-	hash     uint64
+	Revision  int64
+	Compacted int64
+	Keys      []KV
+	hash      uint64
 }
 
-func newState(rev int64, keys []keyState) *State {
-	s := &State{Revision: rev, Keys: keys}
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%d;", rev)
-	for _, k := range keys {
-		fmt.Fprintf(h, "%s=%s/%d/%d/%d;", k.Key, k.Value, k.CreateRev, k.ModRev, k.Version)
+// FNV-1a, written out so that hashing a state allocates nothing.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+func hashInt(h uint64, v int64) uint64 {
+	for i := 0; i < 8; i++ {
+		h = (h ^ uint64(v&0xff)) * fnvPrime
+		v >>= 8
 	}
-	s.hash = h.Sum64()
+	return h
+}
+
+func hashString(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * fnvPrime
+	}
+	// A terminator, so that ("ab", "c") and ("a", "bc") differ.
+	return (h ^ 0xff) * fnvPrime
+}
+
+func newState(rev, compacted int64, keys []KV) *State {
+	s := &State{Revision: rev, Compacted: compacted, Keys: keys}
+	h := hashInt(hashInt(fnvOffset, rev), compacted)
+	for _, k := range keys {
+		h = hashString(hashString(h, k.Key), k.Value)
+		h = hashInt(hashInt(hashInt(h, k.CreateRev), k.ModRev), k.Version)
+	}
+	s.hash = h
 	return s
 }
 
-func (s *State) find(key string) (int, bool) {
-	i := sort.Search(len(s.Keys), func(i int) bool { return s.Keys[i].Key >= key })
-	return i, i < len(s.Keys) && s.Keys[i].Key == key
+func find(keys []KV, key string) (int, bool) {
+	i := sort.Search(len(keys), func(i int) bool { return keys[i].Key >= key })
+	return i, i < len(keys) && keys[i].Key == key
 }
 
-// put returns the state after writing key=value at the next revision.
-func (s *State) put(key, value string) *State {
-	rev := s.Revision + 1
-	i, ok := s.find(key)
-	keys := make([]keyState, 0, len(s.Keys)+1)
-	keys = append(keys, s.Keys[:i]...)
-	if ok {
-		old := s.Keys[i]
-		keys = append(keys, keyState{Key: key, Value: value, CreateRev: old.CreateRev, ModRev: rev, Version: old.Version + 1})
-		keys = append(keys, s.Keys[i+1:]...)
-	} else {
-		keys = append(keys, keyState{Key: key, Value: value, CreateRev: rev, ModRev: rev, Version: 1})
-		keys = append(keys, s.Keys[i:]...)
+func (s *State) modRev(key string) int64 {
+	if i, ok := find(s.Keys, key); ok {
+		return s.Keys[i].ModRev
 	}
-	return newState(rev, keys)
+	return 0
 }
 
-// del returns the state after deleting key and how many keys went; a
-// delete of an absent key changes nothing, not even the revision.
-func (s *State) del(key string) (*State, int64) {
-	i, ok := s.find(key)
-	if !ok {
+// write applies the writes of one request at the next revision and
+// returns the new state and how many keys were deleted. As in etcd, a
+// request that changes nothing (only deletes of absent keys) leaves the
+// revision where it was; one with a put always moves it by one, however
+// many keys it writes.
+func (s *State) write(ops []TxnOp) (*State, int64) {
+	rev := s.Revision + 1
+	var keys []KV // a copy of s.Keys, made at the first change
+	var deleted int64
+	for _, op := range ops {
+		cur := keys
+		if cur == nil {
+			cur = s.Keys
+		}
+		i, ok := find(cur, op.Key)
+		if op.Kind == OpDelete && !ok {
+			continue
+		}
+		if keys == nil {
+			keys = append(make([]KV, 0, len(s.Keys)+len(ops)), s.Keys...)
+		}
+		switch {
+		case op.Kind == OpDelete:
+			keys = append(keys[:i], keys[i+1:]...)
+			deleted++
+		case ok:
+			old := keys[i]
+			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: old.CreateRev, ModRev: rev, Version: old.Version + 1}
+		default:
+			keys = append(keys, KV{})
+			copy(keys[i+1:], keys[i:])
+			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: rev, ModRev: rev, Version: 1}
+		}
+	}
+	if keys == nil {
 		return s, 0
 	}
-	keys := make([]keyState, 0, len(s.Keys)-1)
-	keys = append(keys, s.Keys[:i]...)
-	keys = append(keys, s.Keys[i+1:]...)
-	return newState(s.Revision+1, keys), 1
+	return newState(rev, s.Compacted, keys), deleted
 }
 
 // readMatches says whether a read of key at this state returns out.
@@ -126,13 +213,53 @@ func (s *State) readMatches(key string, out Output) bool {
 	if out.Revision != s.Revision {
 		return false
 	}
-	i, ok := s.find(key)
+	i, ok := find(s.Keys, key)
 	if !ok {
 		return !out.Found
 	}
 	k := s.Keys[i]
 	return out.Found && out.Value == k.Value && out.ModRev == k.ModRev &&
 		out.CreateRev == k.CreateRev && out.Version == k.Version
+}
+
+// rangeMatches says whether a read of [key, end) limited to limit keys
+// (0: all) returns out at this state. As in etcd, Count is the number of
+// keys in the range whatever the limit, and More says the limit cut the
+// answer short.
+func (s *State) rangeMatches(key, end string, limit int64, out Output) bool {
+	if out.Revision != s.Revision {
+		return false
+	}
+	lo, _ := find(s.Keys, key)
+	hi, _ := find(s.Keys, end)
+	if hi < lo {
+		hi = lo
+	}
+	count := int64(hi - lo)
+	want := s.Keys[lo:hi]
+	if limit > 0 && count > limit {
+		want = want[:limit]
+	}
+	if out.Count != count || out.More != (int64(len(want)) < count) || len(out.KVs) != len(want) {
+		return false
+	}
+	for i := range want {
+		if out.KVs[i] != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// compact returns the state after a successful compaction at rev.
+func (s *State) compact(rev int64) *State {
+	return newState(s.Revision, rev, s.Keys)
+}
+
+// canCompact says whether a compaction at rev would succeed. etcd and
+// kvd check "already compacted" before "future".
+func (s *State) canCompact(rev int64) bool {
+	return rev > s.Compacted && rev <= s.Revision
 }
 
 // step applies in to s and says whether out is a possible response.
@@ -147,38 +274,67 @@ func step(s *State, in Input, out Output) (bool, *State) {
 	failed := out.Err != ""
 	switch in.Kind {
 	case OpPut:
-		next := s.put(in.Key, in.Value)
+		next, _ := s.write([]TxnOp{{Kind: OpPut, Key: in.Key, Value: in.Value}})
 		return failed || out.Revision == next.Revision, next
 	case OpGet:
 		// Failed reads are dropped from the history before checking;
 		// accept one here all the same, as it changes nothing.
 		return failed || s.readMatches(in.Key, out), s
+	case OpRange:
+		return failed || s.rangeMatches(in.Key, in.End, in.Limit, out), s
 	case OpDelete:
-		next, n := s.del(in.Key)
+		next, n := s.write([]TxnOp{{Kind: OpDelete, Key: in.Key}})
 		return failed || (out.Deleted == n && out.Revision == next.Revision), next
 	case OpTxn:
-		var modRev int64
-		if i, ok := s.find(in.Key); ok {
-			modRev = s.Keys[i].ModRev
-		}
-		if modRev == in.ExpectModRev {
-			next := s.put(in.Key, in.Value)
+		if s.modRev(in.Key) == in.ExpectModRev {
+			next, _ := s.write([]TxnOp{{Kind: OpPut, Key: in.Key, Value: in.Value}})
 			return failed || (out.Succeeded && out.Revision == next.Revision), next
 		}
 		return failed || (!out.Succeeded && s.readMatches(in.Key, out)), s
+	case OpMultiTxn:
+		for _, c := range in.Cmps {
+			if s.modRev(c.Key) != c.ModRev {
+				return failed || (!out.Succeeded && s.rangeMatches(in.Key, in.End, in.Limit, out)), s
+			}
+		}
+		next, n := s.write(in.Then)
+		return failed || (out.Succeeded && out.Deleted == n && out.Revision == next.Revision), next
+	case OpCompact:
+		// Compaction changes neither the keys nor the revision; the
+		// response header carries the current revision. The model only
+		// tracks how far history was compacted, so that a second
+		// compaction at or below that revision must be refused.
+		ok := s.canCompact(in.Revision)
+		switch {
+		case failed:
+			if ok {
+				return true, s.compact(in.Revision)
+			}
+			return true, s
+		case out.CompactErr == CompactedErr:
+			return in.Revision <= s.Compacted, s
+		case out.CompactErr == FutureErr:
+			return in.Revision > s.Compacted && in.Revision > s.Revision, s
+		case out.CompactErr != "":
+			return false, s
+		}
+		if !ok || out.Revision != s.Revision {
+			return false, s
+		}
+		return true, s.compact(in.Revision)
 	}
 	panic(fmt.Sprintf("unknown operation kind %q", in.Kind))
 }
 
 // Model returns the porcupine model of a store whose revision is
-// initialRevision and which holds no keys when the history starts (a new
-// etcd or kvd store is at revision 1).
+// initialRevision, never compacted, and which holds no keys when the
+// history starts (a new etcd or kvd store is at revision 1).
 //
 // The model must not be partitioned by key: every write moves the one
 // global revision, which every response reports.
 func Model(initialRevision int64) porcupine.Model {
 	return porcupine.Model{
-		Init: func() interface{} { return newState(initialRevision, nil) },
+		Init: func() interface{} { return newState(initialRevision, 0, nil) },
 		Step: func(state, input, output interface{}) (bool, interface{}) {
 			return step(state.(*State), input.(Input), output.(Output))
 		},
@@ -188,7 +344,7 @@ func Model(initialRevision int64) porcupine.Model {
 			if sa == sb {
 				return true
 			}
-			if sa.hash != sb.hash || sa.Revision != sb.Revision || len(sa.Keys) != len(sb.Keys) {
+			if sa.hash != sb.hash || sa.Revision != sb.Revision || sa.Compacted != sb.Compacted || len(sa.Keys) != len(sb.Keys) {
 				return false
 			}
 			for i := range sa.Keys {
@@ -204,46 +360,15 @@ func Model(initialRevision int64) porcupine.Model {
 		DescribeState: func(state interface{}) string {
 			s := state.(*State)
 			var b strings.Builder
-			fmt.Fprintf(&b, "rev=%d {", s.Revision)
+			fmt.Fprintf(&b, "rev=%d compacted=%d {", s.Revision, s.Compacted)
 			for i, k := range s.Keys {
 				if i > 0 {
 					b.WriteString(", ")
 				}
-				fmt.Fprintf(&b, "%s=%q c%d m%d v%d", k.Key, k.Value, k.CreateRev, k.ModRev, k.Version)
+				b.WriteString(describeKV(k))
 			}
 			b.WriteString("}")
 			return b.String()
 		},
 	}
-}
-
-func describe(in Input, out Output) string {
-	var call string
-	switch in.Kind {
-	case OpPut:
-		call = fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
-	case OpGet:
-		call = fmt.Sprintf("get(%s)", in.Key)
-	case OpDelete:
-		call = fmt.Sprintf("delete(%s)", in.Key)
-	case OpTxn:
-		call = fmt.Sprintf("txn(mod(%s)==%d ? put %q : get)", in.Key, in.ExpectModRev, in.Value)
-	}
-	if out.Err != "" {
-		return call + " -> error (unknown outcome): " + out.Err
-	}
-	switch in.Kind {
-	case OpPut:
-		return fmt.Sprintf("%s -> rev %d", call, out.Revision)
-	case OpDelete:
-		return fmt.Sprintf("%s -> deleted %d, rev %d", call, out.Deleted, out.Revision)
-	case OpTxn:
-		if out.Succeeded {
-			return fmt.Sprintf("%s -> succeeded, rev %d", call, out.Revision)
-		}
-	}
-	if !out.Found {
-		return fmt.Sprintf("%s -> absent, rev %d", call, out.Revision)
-	}
-	return fmt.Sprintf("%s -> %q c%d m%d v%d, rev %d", call, out.Value, out.CreateRev, out.ModRev, out.Version, out.Revision)
 }

@@ -28,7 +28,7 @@ var (
 
 const (
 	workers     = 5
-	keyCount    = 10
+	watchers    = 3
 	opTimeout   = 3 * time.Second
 	minFaultGap = 1 * time.Second
 	maxFaultGap = 3 * time.Second
@@ -91,6 +91,13 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	eps := c.endpoints()
 	initialRev := currentRevision(t, c.direct())
 
+	// The watchers start before the workers, from the initial revision,
+	// so that they see every event of the run.
+	ws, err := StartWatchers(context.Background(), eps, watchers, initialRev)
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// pace is the least time between the starts of one worker's requests.
 	pace := duration * workers / maxOps
 	rec := NewRecorder()
@@ -105,7 +112,7 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 		wg.Add(1)
 		go func(w int, cli *clientv3.Client) {
 			defer wg.Done()
-			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(cli, opTimeout), pace)
+			runWorker(ctx, w, rand.New(rand.NewSource(seed+int64(w)+1)), rec.NewClient(cli, opTimeout), pace, ws.CompactBound)
 		}(w, cli)
 	}
 
@@ -116,13 +123,19 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	if err := c.converged(30 * time.Second); err != nil {
 		t.Errorf("after the faults: %v", err)
 	}
-	persisted, err := writtenValues(c.direct(), initialRev)
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	lastRev, err := ws.StopAtCurrent(sctx)
+	scancel()
 	if err != nil {
-		// Without the event log failed writes stay open to the end:
-		// still sound, only slower to check.
-		t.Logf("event log unavailable, failed writes left unsettled: %v", err)
+		t.Errorf("watchers: %v", err)
 	}
-	ops := rec.Operations(persisted)
+	// Without the event log failed writes stay open to the end: still
+	// sound, only slower to check.
+	log := ws.Log()
+	if log == nil {
+		t.Logf("event log incomplete, failed writes left unsettled")
+	}
+	ops := rec.Operations(log)
 	recorded, failed := rec.counts()
 	timeout := *checkTimeoutFlag
 	if timeout == 0 {
@@ -133,6 +146,16 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	res, info := Check(model, ops, timeout)
 	t.Logf("scenario %s, seed %d: %d operations recorded (%d failed on the client), %d checked, faults injected %v, check took %v: %s",
 		name, seed, recorded, failed, len(ops), injected, time.Since(start).Round(time.Millisecond), res)
+	t.Logf("checked: %s; last revision %d", Summary(ops), lastRev)
+	if log != nil {
+		t.Logf("event log: %d events, revisions %d to %d", len(log.Events), log.From+1, log.To)
+	}
+	for _, r := range ws.Records() {
+		t.Logf("watcher %d: %d events in %d responses, resumed on another member %d times", r.ID, len(r.Events), len(r.Responses), r.Resumes())
+	}
+	for _, err := range CheckWatches(ws, log, ops) {
+		t.Error(err)
+	}
 	if len(injected) == 0 && duration >= maxFaultGap {
 		t.Errorf("no fault was injected")
 	}

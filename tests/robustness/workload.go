@@ -3,48 +3,170 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand"
+	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
+	"github.com/anishathalye/porcupine"
 )
 
-// runWorker issues requests one at a time until ctx ends.
-func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client, pace time.Duration) {
-	// lastModRev is the mod revision this worker last saw per key, so
-	// that its txns sometimes succeed and sometimes do not.
-	lastModRev := map[string]int64{}
+// workloadKeys is how many keys the workers write: key0, key1, …. Few
+// keys make txn compares and reads of recent writes common.
+const workloadKeys = 10
+
+// The key range every range read and txn else branch covers: the prefix
+// "key", so one read returns every workload key.
+const (
+	rangeStart = "key"
+	rangeEnd   = "kez"
+)
+
+// compactLag is how far below the last revision it saw a worker
+// compacts, at least; see Watchers.CompactBound for the other limit.
+const compactLag = 20
+
+// worker is one client's request generator and what it remembers of the
+// store between requests.
+type worker struct {
+	id  int
+	rng *rand.Rand
+	c   *Client
+	// compactBound, when not nil, bounds the revisions this worker may
+	// compact at; without it the worker does not compact.
+	compactBound func() int64
+
+	// lastModRev is the mod revision this worker last saw per key (0 for
+	// absent), so that its txn compares sometimes hold and sometimes do
+	// not.
+	lastModRev map[string]int64
+	// lastRev is the highest response revision this worker has seen.
+	lastRev int64
+	n       int
+}
+
+// runWorker issues requests one at a time until ctx ends, at most one
+// every pace. compactBound may be nil; see worker.
+func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client, pace time.Duration, compactBound func() int64) {
+	w := &worker{id: id, rng: rng, c: c, compactBound: compactBound, lastModRev: map[string]int64{}}
 	next := time.Now()
-	for n := 0; ctx.Err() == nil; n++ {
+	for ctx.Err() == nil {
 		if d := time.Until(next); d > 0 {
 			time.Sleep(d)
 		}
 		next = next.Add(pace)
-		key := fmt.Sprintf("key%d", rng.Intn(keyCount))
-		value := fmt.Sprintf("w%d-%d", id, n) // unique, so a stale value is never mistaken for a fresh one
-		var out Output
-		switch r := rng.Intn(100); {
-		case r < 40:
-			out = c.Get(key)
-			if out.Err == "" {
-				lastModRev[key] = out.ModRev
-			}
-		case r < 70:
-			out = c.Put(key, value)
-		case r < 80:
-			out = c.Delete(key)
-		default:
-			out = c.Txn(key, lastModRev[key], value)
-			if out.Err == "" && !out.Succeeded {
-				lastModRev[key] = out.ModRev
-			}
-		}
-		if out.Err != "" {
+		if out := w.step(); out.Err != "" {
 			// Back off a little so an outage does not fill the history
 			// with failed writes, each of which the checker must place.
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+}
+
+// step issues one request. The mix is about 30% gets, 10% range reads,
+// 22% puts, 8% deletes, 13% single-key txns, 16% multi-op txns and 0.5%
+// compactions.
+func (w *worker) step() Output {
+	w.n++
+	key := w.key()
+	value := fmt.Sprintf("w%d-%d", w.id, w.n) // unique, so a stale value is never mistaken for a fresh one
+	var out Output
+	switch r := w.rng.Intn(1000); {
+	case r < 5 && w.compactBound != nil:
+		rev := min(w.lastRev-compactLag-int64(w.rng.Intn(compactLag)), w.compactBound())
+		if rev < 2 {
+			return Output{}
+		}
+		out = w.c.Compact(rev)
+	case r < 300:
+		out = w.c.Get(key)
+		if out.Err == "" {
+			w.lastModRev[key] = out.ModRev
+		}
+	case r < 400:
+		// A full range, or one cut short by a limit.
+		var limit int64
+		if w.rng.Intn(2) == 0 {
+			limit = 1 + int64(w.rng.Intn(workloadKeys))
+		}
+		out = w.c.Range(rangeStart, rangeEnd, limit)
+		w.sawRange(out, limit == 0)
+	case r < 620:
+		out = w.c.Put(key, value)
+		if out.Err == "" {
+			w.lastModRev[key] = out.Revision
+		}
+	case r < 700:
+		out = w.c.Delete(key)
+		if out.Err == "" {
+			w.lastModRev[key] = 0
+		}
+	case r < 830:
+		out = w.c.Txn(key, w.lastModRev[key], value)
+		if out.Err == "" {
+			if out.Succeeded {
+				w.lastModRev[key] = out.Revision
+			} else {
+				w.lastModRev[key] = out.ModRev
+			}
+		}
+	default:
+		out = w.multiTxn(key, value)
+	}
+	if out.Err == "" && out.Revision > w.lastRev {
+		w.lastRev = out.Revision
+	}
+	return out
+}
+
+func (w *worker) key() string { return fmt.Sprintf("key%d", w.rng.Intn(workloadKeys)) }
+
+// multiTxn compares the mod revisions of two keys with what this worker
+// last saw of them; if both hold it puts the first and puts or deletes
+// the second, at one revision, and otherwise it reads every key. The
+// keys differ, as etcd refuses a txn that writes one key twice, and the
+// then branch always puts, so the event log can tell whether it was
+// applied (see prepare).
+func (w *worker) multiTxn(a, value string) Output {
+	b := a
+	for b == a {
+		b = w.key()
+	}
+	cmps := []Cmp{{Key: a, ModRev: w.lastModRev[a]}, {Key: b, ModRev: w.lastModRev[b]}}
+	then := []TxnOp{{Kind: OpPut, Key: a, Value: value + "a"}}
+	if w.rng.Intn(2) == 0 {
+		then = append(then, TxnOp{Kind: OpPut, Key: b, Value: value + "b"})
+	} else {
+		then = append(then, TxnOp{Kind: OpDelete, Key: b})
+	}
+	out := w.c.MultiTxn(cmps, then, rangeStart, rangeEnd)
+	switch {
+	case out.Err != "":
+	case out.Succeeded:
+		for _, op := range then {
+			if op.Kind == OpPut {
+				w.lastModRev[op.Key] = out.Revision
+			} else {
+				w.lastModRev[op.Key] = 0
+			}
+		}
+	default:
+		w.sawRange(out, true)
+	}
+	return out
+}
+
+// sawRange remembers the mod revisions a successful range read returned;
+// a read of every key also tells which keys are absent.
+func (w *worker) sawRange(out Output, all bool) {
+	if out.Err != "" {
+		return
+	}
+	if all {
+		clear(w.lastModRev)
+	}
+	for _, kv := range out.KVs {
+		w.lastModRev[kv.Key] = kv.ModRev
 	}
 }
 
@@ -59,40 +181,50 @@ func (r *Recorder) counts() (recorded, failed int) {
 	return len(r.ops), failed
 }
 
-// writtenValues replays the workload keys' events from just after
-// fromRev up to the current revision and returns the revision at which
-// each put value was written.
-func writtenValues(eps []string, fromRev int64) (map[string]int64, error) {
-	c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	resp, err := c.Get(ctx, "key", clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return nil, err
-	}
-	last := resp.Header.Revision
-	written := map[string]int64{}
-	if last <= fromRev {
-		return written, nil
-	}
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer wcancel()
-	for wr := range c.Watch(wctx, "key", clientv3.WithPrefix(), clientv3.WithRev(fromRev+1)) {
-		if err := wr.Err(); err != nil {
-			return nil, err
+// Summary describes a prepared history for the test's log: per kind of
+// request how many were checked and how many of those had failed on the
+// client, how many txns took their then branch, how many compactions
+// the server refused, and how many failed writes the event log could
+// not settle (left open to the end of the history).
+func Summary(ops []porcupine.Operation) string {
+	type tally struct{ checked, failed, succeeded, refused int }
+	counts := map[OpKind]*tally{}
+	open := 0
+	for _, op := range ops {
+		in, out := op.Input.(Input), op.Output.(Output)
+		c := counts[in.Kind]
+		if c == nil {
+			c = &tally{}
+			counts[in.Kind] = c
 		}
-		for _, ev := range wr.Events {
-			if ev.Type == clientv3.EventTypePut {
-				written[string(ev.Kv.Value)] = ev.Kv.ModRevision
-			}
-			if ev.Kv.ModRevision >= last {
-				return written, nil
-			}
+		c.checked++
+		switch {
+		case out.Err != "":
+			c.failed++
+		case out.Succeeded:
+			c.succeeded++
+		case out.CompactErr != "":
+			c.refused++
+		}
+		if op.Return == math.MaxInt64 {
+			open++
 		}
 	}
-	return nil, fmt.Errorf("watch ended before revision %d: %v", last, ctx.Err())
+	var b strings.Builder
+	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact} {
+		c := counts[k]
+		if c == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "%s %d (%d failed", k, c.checked, c.failed)
+		switch k {
+		case OpTxn, OpMultiTxn:
+			fmt.Fprintf(&b, ", %d then", c.succeeded)
+		case OpCompact:
+			fmt.Fprintf(&b, ", %d refused", c.refused)
+		}
+		b.WriteString("), ")
+	}
+	fmt.Fprintf(&b, "%d failed writes left open", open)
+	return b.String()
 }
