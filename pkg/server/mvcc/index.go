@@ -58,6 +58,17 @@ func (ki *keyIndex) put(r Revision) {
 	g.ver++
 }
 
+// restore adds a change read back from the database, whose record says
+// when its life began and its version: after a compaction the oldest
+// change left of a life is not its creation, so neither can be inferred
+// by counting.
+func (ki *keyIndex) restore(r Revision, created, ver int64) {
+	ki.put(r)
+	g := &ki.gens[len(ki.gens)-1]
+	g.created = Revision{Main: created}
+	g.ver = ver
+}
+
 func (ki *keyIndex) tombstone(r Revision) {
 	ki.put(r)
 	ki.gens = append(ki.gens, generation{})

@@ -112,7 +112,7 @@ func (s *Store) load() error {
 			if tomb {
 				ki.tombstone(r)
 			} else {
-				ki.put(r)
+				ki.restore(r, kv.CreateRevision, kv.Version)
 			}
 			s.rev = r.Main
 			return true

@@ -179,6 +179,12 @@ func TestCompaction(t *testing.T) {
 	if r, _ := s.Range([]byte("\x00"), []byte("\x00"), RangeOptions{}); keysOf(r) != "k=4@2/6/v5" {
 		t.Fatalf("after reopen: %s", keysOf(r))
 	}
+	// The index rebuilt from what compaction left must still know when
+	// k was created and its version, for the next write to continue them.
+	s.put(t, "k", "5")
+	if r, _ := s.Range([]byte("k"), nil, RangeOptions{}); keysOf(r) != "k=5@2/9/v6" {
+		t.Fatalf("write after reopen: %s", keysOf(r))
+	}
 }
 
 func TestReopenRebuildsIndexAndConsistentIndex(t *testing.T) {
