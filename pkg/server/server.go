@@ -374,6 +374,8 @@ func (s *Server) Run(ctx context.Context) error {
 		EnablePprof:                 s.cfg.EnablePprof,
 		Watcher:                     s,
 		WatchProgressNotifyInterval: s.cfg.WatchProgressNotifyInterval,
+		HasLeader:                   func() bool { return s.node.Leader() != 0 },
+		ElectionTimeout:             s.cfg.ElectionTimeout,
 	}
 	gs := api.NewGRPC(apiCfg)
 	h := api.NewHTTP(apiCfg)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvd-io/kvd/tests/framework"
@@ -251,4 +252,55 @@ func TestPartitionedMemberConverges(t *testing.T) {
 		}
 		return hashesAgree(ctx, t, ms, last.Header.Revision)
 	})
+}
+
+// TestRequireLeaderOnCutOffMember: clients that ask for a leader
+// (clientv3.WithRequireLeader) are refused by a member cut off from its
+// peers, and their watches there end with "no leader" so that they can
+// move to the majority; other watches there stay open, as with etcd.
+func TestRequireLeaderOnCutOffMember(t *testing.T) {
+	ms, proxies := framework.StartKvdClusterBehindProxies(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	iso := 2
+	if st, err := client(t, ms[2].Endpoint).Status(ctx, ms[2].Endpoint); err == nil && st.Leader == st.Header.MemberId {
+		iso = 1
+	}
+	c := client(t, ms[iso].Endpoint)
+	required := c.Watch(clientv3.WithRequireLeader(ctx), "w", clientv3.WithCreatedNotify())
+	plain := c.Watch(ctx, "w", clientv3.WithCreatedNotify())
+	for _, wc := range []clientv3.WatchChan{required, plain} {
+		if r := <-wc; !r.Created {
+			t.Fatalf("first watch response %+v, want created", r)
+		}
+	}
+	if _, err := c.Get(clientv3.WithRequireLeader(ctx), "w"); err != nil {
+		t.Fatalf("read requiring a leader, with one: %v", err)
+	}
+	cut := time.Now()
+	proxies[iso].Cut()
+	select {
+	case r := <-required:
+		if !r.Canceled || !errors.Is(r.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("watch requiring a leader ended with %+v (%v), want canceled with no leader", r, r.Err())
+		}
+		t.Logf("watch requiring a leader ended %v after the cut", time.Since(cut).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch requiring a leader still open 20s after its member was cut off")
+	}
+	select {
+	case r := <-plain:
+		t.Fatalf("watch without require-leader got %+v (%v)", r, r.Err())
+	default:
+	}
+	// "no leader" is Unavailable, which clientv3 retries until the
+	// deadline.
+	rctx, rcancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
+	defer rcancel()
+	if _, err := c.Get(rctx, "w", clientv3.WithSerializable()); err == nil {
+		t.Fatal("serializable read requiring a leader served without one")
+	}
+	if _, err := c.Get(ctx, "w", clientv3.WithSerializable()); err != nil {
+		t.Fatalf("serializable read without require-leader: %v", err)
+	}
 }

@@ -41,6 +41,11 @@ type Config struct {
 	// EnablePprof serves Go's runtime profiles under /debug/pprof/, as
 	// etcd's --enable-pprof does.
 	EnablePprof bool
+	// HasLeader says whether the member knows a leader; with it, calls
+	// that require one are refused without one, and such streams end
+	// after a few ElectionTimeouts without one.
+	HasLeader       func() bool
+	ElectionTimeout time.Duration
 }
 
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
@@ -48,11 +53,19 @@ const grpcOverhead = 512 * 1024
 
 // NewGRPC builds the gRPC server with every service registered.
 func NewGRPC(cfg Config) *grpc.Server {
-	s := grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverhead),
+	opts := []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverhead),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
-	)
+	}
+	if cfg.HasLeader != nil {
+		g := leaderGuard{hasLeader: cfg.HasLeader, interval: cfg.ElectionTimeout}
+		if g.interval <= 0 {
+			g.interval = time.Second
+		}
+		opts = append(opts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
+	}
+	s := grpc.NewServer(opts...)
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
