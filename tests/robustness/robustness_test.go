@@ -151,7 +151,8 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 		t.Logf("event log: %d events, revisions %d to %d", len(log.Events), log.From+1, log.To)
 	}
 	for _, r := range ws.Records() {
-		t.Logf("watcher %d: %d events in %d responses, resumed on another member %d times", r.ID, len(r.Events), len(r.Responses), r.Resumes())
+		t.Logf("watcher %d: %d events in %d responses, resumed on another member %d times, restarted after losing the leader %d times",
+			r.ID, len(r.Events), len(r.Responses), r.Resumes(), r.NoLeader)
 	}
 	for _, err := range CheckWatches(ws, log, ops) {
 		t.Error(err)

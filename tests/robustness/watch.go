@@ -2,12 +2,14 @@ package robustness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -74,6 +76,10 @@ type WatchRecord struct {
 	// Problems are responses no watcher should get in this test: a
 	// cancellation, an error, or a header revision below its own events.
 	Problems []string
+	// NoLeader counts the times the watch was ended because its member
+	// had lost the leader, and was started again from the revision after
+	// its last event.
+	NoLeader int
 }
 
 // Resumes counts how many times the watch moved to another member: each
@@ -116,9 +122,10 @@ type Watchers struct {
 // fromRev+1, each with its own client over every endpoint, and the event
 // log reader. When a watch's member dies, clientv3 resumes it on another
 // member from the revision after its last event, which is what the
-// checker verifies across faults. Each watch also asks for a leader (etcd
-// then ends it on a member that has lost its leader, so that it does
-// not go quiet there); kvd does not act on that request yet.
+// checker verifies across faults. Each watch also asks for a leader: a
+// member cut off from the others then ends it with "no leader", and the
+// watcher starts it again from the revision after its last event, as an
+// application would; the checker verifies that continuity too.
 func StartWatchers(ctx context.Context, eps []string, n int, fromRev int64) (*Watchers, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &Watchers{start: time.Now(), fromRev: fromRev, cancel: cancel}
@@ -167,11 +174,27 @@ func (w *Watchers) closeClients() {
 }
 
 func (wt *watcher) run(ctx context.Context, fromRev int64, start time.Time) {
-	wctx := clientv3.WithRequireLeader(ctx)
-	for wr := range wt.c.Watch(wctx, "key", clientv3.WithPrefix(), clientv3.WithRev(fromRev+1)) {
+	next := fromRev + 1
+	for next > 0 && ctx.Err() == nil {
+		next = wt.watch(ctx, next, start)
+	}
+}
+
+// watch follows one watch from revision from until it ends, and returns
+// the revision to watch from again, or 0 to stop.
+func (wt *watcher) watch(ctx context.Context, from int64, start time.Time) int64 {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for wr := range wt.c.Watch(wctx, "key", clientv3.WithPrefix(), clientv3.WithRev(from)) {
 		if ctx.Err() != nil {
 			// Stopping: what the watch says now is about its end.
-			return
+			return 0
+		}
+		if wr.Canceled && errors.Is(wr.Err(), rpctypes.ErrNoLeader) {
+			wt.mu.Lock()
+			wt.rec.NoLeader++
+			wt.mu.Unlock()
+			return wt.delivered.Load() + 1
 		}
 		wt.mu.Lock()
 		resp := WatchResponse{At: time.Since(start), Revision: wr.Header.Revision, Member: wr.Header.MemberId, Events: len(wr.Events)}
@@ -198,6 +221,7 @@ func (wt *watcher) run(ctx context.Context, fromRev int64, start time.Time) {
 		wt.rec.Problems = append(wt.rec.Problems, fmt.Sprintf("at %v: watch channel closed", time.Since(start)))
 		wt.mu.Unlock()
 	}
+	return 0
 }
 
 // CompactBound is the highest revision the workload may compact at now.
