@@ -221,7 +221,9 @@ func startWatch(c *client.Client, f *watchFlags, args []string) (client.WatchCha
 	if f.progressNotify {
 		opts = append(opts, client.WithProgressNotify())
 	}
-	return c.Watch(context.Background(), args[0], opts...), nil
+	// As etcdctl: a watch on a member cut off from the cluster ends with
+	// an error rather than going quiet.
+	return c.Watch(client.WithRequireLeader(context.Background()), args[0], opts...), nil
 }
 
 // watchPrinter prints the responses of one or more watches, one

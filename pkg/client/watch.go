@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -47,11 +48,15 @@ type WatchResponse struct {
 	Created bool
 	// CancelReason is the server's explanation for a cancellation.
 	CancelReason string
+
+	closeErr error // why the client ended the watch, when it did
 }
 
 // Err says why a canceled watch ended; nil for ordinary responses.
 func (r *WatchResponse) Err() error {
 	switch {
+	case r.closeErr != nil:
+		return r.closeErr
 	case r.CompactRevision != 0:
 		return rpctypes.ErrCompacted
 	case r.Canceled:
@@ -112,6 +117,9 @@ func (w *watcher) stream(ctx context.Context, create bool) *watchStream {
 		w: w, ctx: sctx,
 		reqc: make(chan *watchSub), closingc: make(chan *watchSub), progc: make(chan struct{}),
 		donec: make(chan struct{}), subs: map[int64]*watchSub{},
+	}
+	if v := md.Get(rpctypes.MetadataRequireLeaderKey); len(v) > 0 && v[0] == rpctypes.MetadataHasLeader {
+		st.requireLeader = true
 	}
 	w.streams[key] = st
 	go st.run()
@@ -223,6 +231,7 @@ type watchStream struct {
 	queue    []*watchSub         // waiting for a created response; the head's is asked for
 	inflight bool
 	order    []*watchSub // every live watch in creation order, for resuming
+	requireLeader bool // the stream's metadata asks for a leader
 	// progressOwed is a progress request held back until no creation is
 	// under way: asked earlier, the server may answer it before naming
 	// the new watch, and the notice would reach nobody.
@@ -248,6 +257,13 @@ func (st *watchStream) run() {
 		}
 		err = st.serve(stream)
 		if st.ctx.Err() != nil {
+			return
+		}
+		if st.requireLeader && errors.Is(rpctypes.Error(err), rpctypes.ErrNoLeader) {
+			// The caller asked to hear of this rather than wait on a
+			// member cut off from the others, as with clientv3.
+			st.w.forget(st)
+			st.endAll(rpctypes.ErrNoLeader)
 			return
 		}
 		st.w.c.log.Debug("watch stream broken, resuming", "error", err)
@@ -519,6 +535,34 @@ func (st *watchStream) events(s *watchSub, r *pb.WatchResponse) {
 	resp := toWatchResponse(r)
 	resp.Created = false
 	st.deliver(s, resp)
+}
+
+// endAll ends every watch with a last, canceled response saying why.
+func (st *watchStream) endAll(err error) {
+	for _, s := range slices.Concat(st.order, st.queue) {
+		st.deliver(s, WatchResponse{Canceled: true, closeErr: err})
+		st.finish(s)
+	}
+}
+
+// forget drops st, so that the next watch with its metadata opens a new
+// stream.
+func (w *watcher) forget(st *watchStream) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, v := range w.streams {
+		if v == st {
+			delete(w.streams, k)
+		}
+	}
+}
+
+// WithRequireLeader marks calls and watches made with ctx as wanting a
+// member that knows a leader: one that does not refuses them with "no
+// leader", and ends such watches, after a few election timeouts without
+// a leader, with a canceled response whose Err is rpctypes.ErrNoLeader.
+func WithRequireLeader(ctx context.Context) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader)
 }
 
 // closeAll ends every watch when the stream stops for good.

@@ -12,6 +12,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	kvdclient "github.com/kvd-io/kvd/pkg/client"
 	"github.com/kvd-io/kvd/tests/framework"
 )
 
@@ -274,6 +275,12 @@ func TestRequireLeaderOnCutOffMember(t *testing.T) {
 			t.Fatalf("first watch response %+v, want created", r)
 		}
 	}
+	// kvd's own client library behaves as clientv3.
+	kc := kvdClient(t, ms[iso].Endpoint)
+	kvdRequired := kc.Watch(kvdclient.WithRequireLeader(ctx), "w", kvdclient.WithCreatedNotify())
+	if r := <-kvdRequired; !r.Created {
+		t.Fatalf("first watch response %+v, want created", r)
+	}
 	if _, err := c.Get(clientv3.WithRequireLeader(ctx), "w"); err != nil {
 		t.Fatalf("read requiring a leader, with one: %v", err)
 	}
@@ -287,6 +294,17 @@ func TestRequireLeaderOnCutOffMember(t *testing.T) {
 		t.Logf("watch requiring a leader ended %v after the cut", time.Since(cut).Round(time.Millisecond))
 	case <-time.After(20 * time.Second):
 		t.Fatal("watch requiring a leader still open 20s after its member was cut off")
+	}
+	select {
+	case r := <-kvdRequired:
+		if !r.Canceled || !errors.Is(r.Err(), rpctypes.ErrNoLeader) {
+			t.Fatalf("pkg/client watch requiring a leader ended with %+v (%v), want canceled with no leader", r, r.Err())
+		}
+		if _, ok := <-kvdRequired; ok {
+			t.Fatal("pkg/client watch channel open after its cancellation")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("pkg/client watch requiring a leader still open")
 	}
 	select {
 	case r := <-plain:
