@@ -227,11 +227,11 @@ type watchStream struct {
 	donec    chan struct{}
 
 	// Owned by run.
-	subs     map[int64]*watchSub // created on the current stream
-	queue    []*watchSub         // waiting for a created response; the head's is asked for
-	inflight bool
-	order    []*watchSub // every live watch in creation order, for resuming
-	requireLeader bool // the stream's metadata asks for a leader
+	subs          map[int64]*watchSub // created on the current stream
+	queue         []*watchSub         // waiting for a created response; the head's is asked for
+	inflight      bool
+	order         []*watchSub // every live watch in creation order, for resuming
+	requireLeader bool        // the stream's metadata asks for a leader
 	// progressOwed is a progress request held back until no creation is
 	// under way: asked earlier, the server may answer it before naming
 	// the new watch, and the notice would reach nobody.
