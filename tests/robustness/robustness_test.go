@@ -2,9 +2,11 @@ package robustness
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"math/rand"
+	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -163,14 +165,19 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	if len(ops) < 100 {
 		t.Errorf("only %d operations checked; the workload made no progress", len(ops))
 	}
-	if res == porcupine.Ok {
+	if res == porcupine.Ok && !t.Failed() {
 		return
 	}
 	dir := filepath.Join(repoRoot(), "results", fmt.Sprintf("%s-seed%d-%s", strings.ReplaceAll(t.Name(), "/", "-"), seed, time.Now().Format("20060102-150405")))
 	if err := WriteResults(dir, model, ops, info); err != nil {
 		t.Errorf("write results: %v", err)
 	}
+	if err := writeWatchResults(dir, log, ws.Records()); err != nil {
+		t.Errorf("write results: %v", err)
+	}
 	switch res {
+	case porcupine.Ok:
+		t.Logf("history, event log and watch streams in %s", dir)
 	case porcupine.Illegal:
 		t.Errorf("history is NOT linearizable (seed %d); history and visualisation in %s", seed, dir)
 	default:
@@ -179,6 +186,21 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 		// suite flaky.
 		t.Logf("linearizability check inconclusive after %v (seed %d); history in %s", timeout, seed, dir)
 	}
+}
+
+// writeWatchResults keeps, next to a failed run's history, the event log
+// and what each watcher received, for the watch checks' verdicts.
+func writeWatchResults(dir string, log *EventLog, recs []WatchRecord) error {
+	for name, v := range map[string]any{"events.json": log, "watchers.json": recs} {
+		b, err := json.MarshalIndent(v, "", " ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // injectFaults draws faults from fs at random gaps until end and returns
