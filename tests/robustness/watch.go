@@ -176,7 +176,15 @@ func (w *Watchers) closeClients() {
 func (wt *watcher) run(ctx context.Context, fromRev int64, start time.Time) {
 	next := fromRev + 1
 	for next > 0 && ctx.Err() == nil {
-		next = wt.watch(ctx, next, start)
+		if next = wt.watch(ctx, next, start); next > 0 {
+			// Refused for want of a leader: a member without one
+			// refuses new watches at once, so pause before the next
+			// try, which the client's balancer sends to another member.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
 	}
 }
 
