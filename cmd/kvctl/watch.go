@@ -352,7 +352,7 @@ func interactiveLine(w *watchPrinter, c *client.Client, f *watchFlags, l, envKey
 			}
 		}()
 	case "progress":
-		if err := c.RequestProgress(context.Background()); err != nil {
+		if err := c.RequestProgress(client.WithRequireLeader(context.Background())); err != nil {
 			return failWith(exitError, err)
 		}
 	default:
