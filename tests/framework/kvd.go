@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -97,15 +98,37 @@ func fileExists(p string) bool {
 }
 
 // PickPort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// It is drawn below the kernel's ephemeral range (32768 and up on Linux),
+// where the ports of outgoing connections and of listeners on port 0 come
+// from: a port taken from there could be handed to some connection of a
+// test running in parallel before the member binds it.
 func PickPort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	pickMu.Lock()
+	defer pickMu.Unlock()
+	for range 1000 {
+		port := minPickPort + rand.IntN(maxPickPort-minPickPort)
+		if picked[port] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		picked[port] = true
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port found")
+	return 0
 }
+
+const minPickPort, maxPickPort = 15000, 32000
+
+var (
+	pickMu sync.Mutex
+	picked = map[int]bool{} // never hand out a port twice in one process
+)
 
 // StartKvd starts a single-member kvd with a fresh data dir. extra flags
 // are appended to the command line.
