@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -225,7 +224,7 @@ func TestSameAsEtcdctl(t *testing.T) {
 	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
 	kvctl := framework.BuildKvctl(t)
 	clientPort, peerPort := framework.PickPort(t), framework.PickPort(t)
-	dead := deadEndpoint(t)
+	dead := framework.DeadEndpoint(t)
 	// Steps with a dead endpoint: the client waits for a connection until
 	// the command's deadline, as etcd's does.
 	onDead := func(norm func(string) string, eps string, args ...string) framework.Step {
@@ -268,12 +267,3 @@ func truncate(s string) string {
 	return s
 }
 
-// deadEndpoint is a 127.0.0.1 port that refuses connections.
-func deadEndpoint(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -81,7 +80,7 @@ func TestClientLibrary(t *testing.T) {
 // and safe calls are retried.
 func TestClientFailsOver(t *testing.T) {
 	m := framework.StartKvd(t)
-	dead := deadEndpoint(t)
+	dead := framework.DeadEndpoint(t)
 	c := newClient(t, dead, m.Endpoint, dead)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -95,13 +94,3 @@ func TestClientFailsOver(t *testing.T) {
 	}
 }
 
-// deadEndpoint is a 127.0.0.1 port that refuses connections.
-func deadEndpoint(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}

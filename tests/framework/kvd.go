@@ -125,6 +125,12 @@ func PickPort(t testing.TB) int {
 
 const minPickPort, maxPickPort = 15000, 32000
 
+// DeadEndpoint is a 127.0.0.1 address where nothing listens, for tests
+// of clients facing a member that is down.
+func DeadEndpoint(t testing.TB) string {
+	return fmt.Sprintf("127.0.0.1:%d", PickPort(t))
+}
+
 var (
 	pickMu sync.Mutex
 	picked = map[int]bool{} // never hand out a port twice in one process
