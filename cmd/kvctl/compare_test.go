@@ -266,4 +266,3 @@ func truncate(s string) string {
 	}
 	return s
 }
-

@@ -93,4 +93,3 @@ func TestClientFailsOver(t *testing.T) {
 		}
 	}
 }
-
