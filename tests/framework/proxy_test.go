@@ -2,9 +2,12 @@ package framework
 
 import (
 	"context"
+	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"testing"
 	"time"
 )
@@ -20,24 +23,6 @@ func TestProxyFaults(t *testing.T) {
 	defer srv.Close()
 	p := StartProxy(t, srv.Listener.Addr().String())
 
-	// get sends one request on a new connection, from the member named
-	// from (none when empty), and says whether it was answered.
-	get := func(from string) bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		defer cancel()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr()+"/", nil)
-		if from != "" {
-			req.Header.Set("X-Kvd-From", from)
-		}
-		c := http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-		resp, err := c.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return err == nil && string(b) == "ok"
-	}
 	type want struct{ a, b, anon bool }
 	steps := []struct {
 		name  string
@@ -54,7 +39,7 @@ func TestProxyFaults(t *testing.T) {
 	}
 	for _, s := range steps {
 		s.fault()
-		got := want{get("a"), get("b"), get("")}
+		got := want{get(t, p, "a"), get(t, p, "b"), get(t, p, "")}
 		if got != s.want {
 			t.Errorf("%s: answered (a, b, anonymous) = %v, want %v", s.name, got, s.want)
 		}
@@ -70,41 +55,46 @@ func TestProxyBlackholeKeepsConnections(t *testing.T) {
 	}))
 	defer srv.Close()
 	p := StartProxy(t, srv.Listener.Addr().String())
-	tr := &http.Transport{}
-	c := http.Client{Transport: tr, Timeout: 500 * time.Millisecond}
-	if resp, err := c.Get("http://" + p.Addr() + "/"); err != nil {
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
 		t.Fatal(err)
-	} else {
-		_, _ = io.ReadAll(resp.Body)
-		resp.Body.Close()
 	}
+	defer c.Close()
 	p.Blackhole()
-	if _, err := c.Get("http://" + p.Addr() + "/"); err == nil {
-		t.Fatal("request answered through a blackhole")
+	if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
 	}
-	p.mu.Lock()
-	open := len(p.conns)
-	p.mu.Unlock()
-	if open == 0 {
-		t.Fatal("blackhole closed the connections; they should hang")
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	buf := make([]byte, 512)
+	if n, err := c.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read through a blackhole: %q, %v; want nothing, connection open", buf[:n], err)
 	}
 	p.Heal()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		p.mu.Lock()
-		open = len(p.conns)
-		p.mu.Unlock()
-		if open == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d blackholed connections still open after Heal", open)
-		}
-		time.Sleep(20 * time.Millisecond)
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := c.Read(buf); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after heal: %q, %v; want the blackholed connection closed", buf[:n], err)
 	}
-	if resp, err := c.Get("http://" + p.Addr() + "/"); err != nil {
-		t.Fatalf("after heal: %v", err)
-	} else {
-		resp.Body.Close()
+	if !get(t, p, "") {
+		t.Fatal("new connection not answered after heal")
 	}
+}
+
+// get sends one request through p on a new connection, from the member
+// named from (none when empty), and says whether it was answered.
+func get(t *testing.T, p *Proxy, from string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr()+"/", nil)
+	if from != "" {
+		req.Header.Set("X-Kvd-From", from)
+	}
+	c := http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return err == nil && string(b) == "ok"
 }
