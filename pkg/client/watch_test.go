@@ -47,6 +47,7 @@ func testWatchAll(t *testing.T, c *Client) {
 		{"Fragments", testWatchFragments},
 		{"SharedStream", testWatchSharedStream},
 		{"ContextCloses", testWatchContextCloses},
+		{"StreamEndsWithLastWatch", testWatchStreamEndsWithLastWatch},
 		{"SlowReader", testWatchSlowReader},
 	} {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, c) })
@@ -292,6 +293,37 @@ func testWatchContextCloses(t *testing.T, c *Client) {
 	next(t, wc)
 	try(c.Put(testCtx(t), "/cc", "x")).must(t)
 	collect(t, wc, 1)
+}
+
+// testWatchStreamEndsWithLastWatch: once its last watch ends, a stream
+// is closed rather than held open on the server, and a later watch with
+// the same metadata opens a new one that works.
+func testWatchStreamEndsWithLastWatch(t *testing.T, c *Client) {
+	c = newTestClient(t, Config{Endpoints: c.Endpoints()}) // no other watch shares its streams
+	w := c.Watcher.(*watcher)
+	streams := func() int {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.streams)
+	}
+	for round := range 3 {
+		ctx, cancel := context.WithCancel(context.Background())
+		wc := c.Watch(ctx, "/last", WithCreatedNotify())
+		next(t, wc)
+		if n := streams(); n != 1 {
+			t.Fatalf("round %d: %d streams with one watch", round, n)
+		}
+		try(c.Put(testCtx(t), "/last", "x")).must(t)
+		collect(t, wc, 1)
+		cancel()
+		deadline := time.Now().Add(5 * time.Second)
+		for streams() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: stream still open 5s after its last watch ended", round)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // testWatchSlowReader leaves a watch unread while many responses
