@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -110,37 +109,22 @@ func (s *Server) forwardChange(ctx context.Context, mc memberChange) (*pb.Member
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
-	var last error
-	for _, u := range leader.PeerURLs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+changePath, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
+	var res changeResult
+	if _, err := askPeers(ctx, http.DefaultClient, http.MethodPost, leader.PeerURLs, changePath, body, &res); err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return nil, rpctypes.ErrGRPCTimeout
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			last = err
-			continue
-		}
-		var res changeResult
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&res)
-		resp.Body.Close()
-		switch {
-		case err != nil:
-			last = fmt.Errorf("leader at %s answered %s: %w", u, resp.Status, err)
-			continue
-		case res.Error == "":
-			// The answer lists the members as this member knows them:
-			// wait until it has applied the change too. The change is
-			// made either way, so a failed wait is no error.
-			_ = s.reads.wait(ctx)
-			return res.Member, nil
-		case forwarded[res.Error] != nil:
-			return nil, forwarded[res.Error]
-		}
-		return nil, errors.New(res.Error)
+		return nil, fmt.Errorf("pass the membership change to the leader: %w", err)
 	}
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, rpctypes.ErrGRPCTimeout
+	switch {
+	case res.Error == "":
+		// The answer lists the members as this member knows them: wait
+		// until it has applied the change too. The change is made either
+		// way, so a failed wait is no error.
+		_ = s.reads.wait(ctx)
+		return res.Member, nil
+	case forwarded[res.Error] != nil:
+		return nil, forwarded[res.Error]
 	}
-	return nil, fmt.Errorf("pass the membership change to the leader: %w", last)
+	return nil, errors.New(res.Error)
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,32 +54,46 @@ func (s *Server) peerHandler() http.Handler {
 // its own ID and the cluster's.
 func fetchCluster(ctx context.Context, peerURLs []string) (uint64, []*membership.Member, error) {
 	client := &http.Client{Timeout: 2 * time.Second}
-	var last error
-	for _, u := range peerURLs {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+membersPath, nil)
-		if err != nil {
-			return 0, nil, err
+	var info clusterInfo
+	u, err := askPeers(ctx, client, http.MethodGet, peerURLs, membersPath, nil, &info)
+	if err != nil {
+		return 0, nil, fmt.Errorf("no existing member answered at %v: %w", peerURLs, err)
+	}
+	id, err := strconv.ParseUint(info.ClusterID, 16, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("%s sent cluster ID %q: %w", u, info.ClusterID, err)
+	}
+	return id, info.Members, nil
+}
+
+// askPeers sends one request to the peer URLs of a member, in turn, until
+// one answers 200 with a JSON document, which it decodes into out. It
+// returns the URL that answered.
+func askPeers(ctx context.Context, c *http.Client, method string, urls []string, path string, body []byte, out any) (string, error) {
+	last := errors.New("no peer URL")
+	for _, u := range urls {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
 		}
-		resp, err := client.Do(req)
+		req, err := http.NewRequestWithContext(ctx, method, u+path, rd)
+		if err != nil {
+			return "", err
+		}
+		resp, err := c.Do(req)
 		if err != nil {
 			last = err
 			continue
 		}
-		var info clusterInfo
-		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&info)
+		err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(out)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK || err != nil {
 			last = fmt.Errorf("%s answered %s (%v)", u, resp.Status, err)
 			continue
 		}
-		id, err := strconv.ParseUint(info.ClusterID, 16, 64)
-		if err != nil {
-			last = fmt.Errorf("%s sent cluster ID %q: %w", u, info.ClusterID, err)
-			continue
-		}
-		return id, info.Members, nil
+		return u, nil
 	}
-	return 0, nil, fmt.Errorf("no existing member answered at %v: %w", peerURLs, last)
+	return "", last
 }
 
 // publish tells the cluster this member's name and client URLs through
