@@ -110,11 +110,11 @@ func (d dbSnapshots) OpenSnapshot() (*raftpb.SnapshotMetadata, raftnode.Snapshot
 		return nil, nil, err
 	}
 	index, term := mvcc.ConsistentIndexIn(snap)
-	b := snap.Get(backend.Meta, confStateKey)
 	cs := new(raftpb.ConfState)
-	if b == nil || proto.Unmarshal(b, cs) != nil {
-		_ = snap.Close()
-		return nil, nil, fmt.Errorf("database at index %d holds no raft configuration", index)
+	if b := snap.Get(backend.Meta, confStateKey); b == nil || proto.Unmarshal(b, cs) != nil {
+		// A database from before configurations were stored: raft's own
+		// snapshot is the best description there is.
+		return nil, snap, nil
 	}
 	return &raftpb.SnapshotMetadata{Index: &index, Term: &term, ConfState: cs}, snap, nil
 }

@@ -24,6 +24,7 @@ const SnapshotPath = "/raft/snapshot"
 // predate members added since (which raft would then refuse to restore),
 // so the message sent carries the metadata of the copy instead: the index
 // and term it has applied and the configuration at that index.
+// A nil metadata keeps raft's.
 type SnapshotSource interface {
 	OpenSnapshot() (*raftpb.SnapshotMetadata, SnapshotDB, error)
 }
@@ -77,6 +78,9 @@ func (t *HTTPTransport) postSnapshotFrom(src SnapshotSource, u string, m *raftpb
 	md, db, err := src.OpenSnapshot()
 	if err != nil {
 		return 0, err
+	}
+	if md == nil {
+		md = m.GetSnapshot().GetMetadata()
 	}
 	if md.GetIndex() < m.GetSnapshot().GetMetadata().GetIndex() {
 		_ = db.Close()
