@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvd-io/kvd/pkg/server/raftnode"
 )
 
 // Proxy forwards TCP connections from a 127.0.0.1 port to a target and
@@ -35,10 +37,6 @@ type proxyConn struct {
 	from       string // the sending member's ID, when its first request named it
 	blackholed bool   // bytes were dropped, so the stream is broken
 }
-
-// fromHeader is the header with which kvd's peer transport names the
-// sending member on every connection it opens.
-const fromHeader = "X-Kvd-From"
 
 // StartProxy listens on a free 127.0.0.1 port and forwards to target.
 func StartProxy(t testing.TB, target string) *Proxy {
@@ -167,7 +165,7 @@ func sniffFrom(c net.Conn) ([]byte, string) {
 		return head, ""
 	}
 	h, _ := textproto.NewReader(r).ReadMIMEHeader()
-	return head, strings.ToLower(h.Get(fromHeader))
+	return head, strings.ToLower(h.Get(raftnode.FromHeader))
 }
 
 // track registers c unless a fault refuses it.

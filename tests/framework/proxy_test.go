@@ -10,6 +10,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/kvd-io/kvd/pkg/server/raftnode"
 )
 
 // TestProxyFaults sends HTTP requests through a Proxy, as two members'
@@ -87,7 +89,7 @@ func get(t *testing.T, p *Proxy, from string) bool {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr()+"/", nil)
 	if from != "" {
-		req.Header.Set("X-Kvd-From", from)
+		req.Header.Set(raftnode.FromHeader, from)
 	}
 	c := http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)

@@ -107,7 +107,7 @@ func (t *HTTPTransport) postSnapshot(u string, body io.Reader) error {
 		return err
 	}
 	req.Header.Set(clusterHeader, strconv.FormatUint(t.clusterID, 16))
-	req.Header.Set(fromHeader, strconv.FormatUint(t.localID, 16))
+	req.Header.Set(FromHeader, strconv.FormatUint(t.localID, 16))
 	resp, err := t.snapClient.Do(req)
 	if err != nil {
 		return err

@@ -20,8 +20,12 @@ import (
 // it; replies travel on the peer's own stream the other way. Compared with
 // a request per batch, this saves a round trip and four syscalls a batch.
 
+// FromHeader names, in hex, the member that opens a peer connection (a
+// raft stream or a snapshot post), so the receiver, and fault-injecting
+// proxies in tests, can tell senders apart.
+const FromHeader = "X-Kvd-From"
+
 const (
-	fromHeader      = "X-Kvd-From"
 	upgradeProtocol = "kvd-raft/1"
 	// writeTimeout bounds one batch's write: a peer that stops reading
 	// for that long is treated as gone, and the stream is reopened.
@@ -112,7 +116,7 @@ func (t *HTTPTransport) dialURL(raw string) (*stream, error) {
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", upgradeProtocol)
 	req.Header.Set(clusterHeader, strconv.FormatUint(t.clusterID, 16))
-	req.Header.Set(fromHeader, strconv.FormatUint(t.localID, 16))
+	req.Header.Set(FromHeader, strconv.FormatUint(t.localID, 16))
 	_ = conn.SetDeadline(time.Now().Add(dialTimeout))
 	if err := req.Write(conn); err != nil {
 		conn.Close()
@@ -140,7 +144,7 @@ func (t *HTTPTransport) dialURL(raw string) (*stream, error) {
 // steps every message read from it into raft until the peer or this
 // member closes it.
 func (t *HTTPTransport) serveStream(w http.ResponseWriter, r *http.Request, n Stepper) {
-	from, err := strconv.ParseUint(r.Header.Get(fromHeader), 16, 64)
+	from, err := strconv.ParseUint(r.Header.Get(FromHeader), 16, 64)
 	if err != nil || r.Header.Get("Upgrade") != upgradeProtocol {
 		http.Error(w, "expected a raft stream upgrade", http.StatusBadRequest)
 		return
