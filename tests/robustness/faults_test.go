@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -23,6 +24,9 @@ type cluster struct {
 	members []*framework.Member
 	peer    []*framework.Proxy // in front of each member's peer URL
 	client  []*framework.Proxy // in front of each member's client URL
+	// admin has a client per member on its own endpoint, for the
+	// harness's questions to that member, which faults must not disturb.
+	admin []*clientv3.Client
 }
 
 func startCluster(t *testing.T) *cluster {
@@ -30,6 +34,12 @@ func startCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, members: ms, peer: peer}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
+		a, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { a.Close() })
+		c.admin = append(c.admin, a)
 	}
 	return c
 }
@@ -54,16 +64,12 @@ func (c *cluster) direct() []string {
 	return eps
 }
 
-// status asks member i for its ID and the leader it knows.
-func (c *cluster) status(i int) (id, leader uint64, err error) {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{c.members[i].Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+// status asks member i for its ID and the leader it knows, waiting at
+// most d.
+func (c *cluster) status(i int, d time.Duration) (id, leader uint64, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	resp, err := cli.Status(ctx, c.members[i].Endpoint)
+	resp, err := c.admin[i].Status(ctx, c.members[i].Endpoint)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -72,7 +78,7 @@ func (c *cluster) status(i int) (id, leader uint64, err error) {
 
 // memberID is member i's ID, in the hex form its peer transport sends.
 func (c *cluster) memberID(i int) (string, error) {
-	id, _, err := c.status(i)
+	id, _, err := c.status(i, 2*time.Second)
 	if err != nil {
 		return "", fmt.Errorf("status of %s: %w", c.members[i].Name, err)
 	}
@@ -87,7 +93,7 @@ func (c *cluster) leader() (int, error) {
 		ids := map[uint64]int{}
 		var lead uint64
 		for i := range c.members {
-			id, l, err := c.status(i)
+			id, l, err := c.status(i, 2*time.Second)
 			if err != nil {
 				continue
 			}
@@ -111,16 +117,16 @@ type fault struct {
 	inject func(c *cluster, rng *rand.Rand) (string, error)
 }
 
-// faults is the whole matrix, by name.
-var faults = map[string]fault{
-	"kill":             {"kill", killMember(false)},
-	"kill-leader":      {"kill-leader", killMember(true)},
-	"freeze":           {"freeze", freezeMember},
-	"partition":        {"partition", partition(false)},
-	"partition-leader": {"partition-leader", partition(true)},
-	"blackhole-client": {"blackhole-client", blackholeClient},
-	"restart-cluster":  {"restart-cluster", restartCluster},
-	"replace-member":   {"replace-member", replaceMember},
+// matrix is every fault, in the order docs/robustness.md lists them.
+var matrix = []fault{
+	{"kill", killMember(false)},
+	{"kill-leader", killMember(true)},
+	{"freeze", freezeMember},
+	{"partition", partition(false)},
+	{"partition-leader", partition(true)},
+	{"blackhole-client", blackholeClient},
+	{"restart-cluster", restartCluster},
+	{"replace-member", replaceMember},
 }
 
 // pick is a random member, or the leader when leader is set.
@@ -160,9 +166,16 @@ func freezeMember(c *cluster, rng *rand.Rand) (string, error) {
 	}
 	d := between(rng, time.Second, 3*time.Second)
 	m := c.members[i]
+	start := time.Now()
 	m.Pause()
-	time.Sleep(d)
+	// A frozen member answers nothing, though its port still accepts.
+	time.Sleep(100 * time.Millisecond)
+	_, _, probe := c.status(i, 500*time.Millisecond)
+	time.Sleep(d - time.Since(start))
 	m.Resume()
+	if probe == nil {
+		return "", fmt.Errorf("%s answered while stopped", m.Name)
+	}
 	return fmt.Sprintf("SIGSTOP %s for %v", m.Name, d), nil
 }
 
@@ -206,7 +219,7 @@ func partition(leader bool) func(*cluster, *rand.Rand) (string, error) {
 func (c *cluster) waitNoLeader(i int, until time.Time) time.Duration {
 	start := time.Now()
 	for time.Now().Before(until) {
-		if _, lead, err := c.status(i); err == nil && lead == 0 {
+		if _, lead, err := c.status(i, 2*time.Second); err == nil && lead == 0 {
 			return time.Since(start)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -219,10 +232,29 @@ func (c *cluster) waitNoLeader(i int, until time.Time) time.Duration {
 func blackholeClient(c *cluster, rng *rand.Rand) (string, error) {
 	i := rng.Intn(len(c.client))
 	d := between(rng, 2*time.Second, 4*time.Second)
+	start := time.Now()
 	c.client[i].Blackhole()
-	time.Sleep(d)
+	probe := probeThrough(c.client[i].Addr())
+	time.Sleep(d - time.Since(start))
 	c.client[i].Heal()
+	if probe == nil {
+		return "", fmt.Errorf("a request through the blackholed proxy of %s was answered", c.members[i].Name)
+	}
 	return fmt.Sprintf("blackhole clients of %s for %v", c.members[i].Name, d), nil
+}
+
+// probeThrough sends one request through addr alone and returns its
+// error: nil when it was answered within half a second.
+func probeThrough(addr string) error {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: 500 * time.Millisecond, Logger: zap.NewNop()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = cli.Get(ctx, "probe", clientv3.WithSerializable())
+	return err
 }
 
 // restartCluster crashes every member at once and starts them again,
@@ -256,11 +288,7 @@ func replaceMember(c *cluster, rng *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{c.members[lead].Endpoint}, DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return "", err
-	}
-	defer admin.Close()
+	admin := c.admin[lead]
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	id, _ := strconv.ParseUint(oldID, 16, 64)
@@ -284,16 +312,19 @@ func replaceMember(c *cluster, rng *rand.Rand) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if newID == oldID {
+		return "", fmt.Errorf("%s came back as the removed member %s", m.Name, oldID)
+	}
 	return fmt.Sprintf("replace %s: removed %s, wiped, added back as %s", m.Name, oldID, newID), nil
 }
 
-// retry calls fn until it succeeds, fails with an error containing
-// done, or ctx ends: a membership change is refused while too few
+// retry calls fn until it succeeds, fails with an error containing one
+// of done, or ctx ends: a membership change is refused while too few
 // members are known to be up, and may time out yet be applied.
-func retry(ctx context.Context, fn func() error, done string) error {
+func retry(ctx context.Context, fn func() error, done ...string) error {
 	for {
 		err := fn()
-		if err == nil || strings.Contains(err.Error(), done) {
+		if err == nil || slices.ContainsFunc(done, func(d string) bool { return strings.Contains(err.Error(), d) }) {
 			return nil
 		}
 		select {
@@ -307,50 +338,50 @@ func retry(ctx context.Context, fn func() error, done string) error {
 // parseFaults turns "kill,partition" into faults; "all" is the matrix.
 func parseFaults(spec string) ([]fault, error) {
 	if spec == "all" {
-		spec = strings.Join(faultNames(), ",")
+		return matrix, nil
 	}
 	var fs []fault
 	for _, name := range strings.Split(spec, ",") {
-		f, ok := faults[strings.TrimSpace(name)]
-		if !ok {
-			return nil, fmt.Errorf("unknown fault %q; known: %s", name, strings.Join(faultNames(), ", "))
+		i := slices.IndexFunc(matrix, func(f fault) bool { return f.name == strings.TrimSpace(name) })
+		if i < 0 {
+			var known []string
+			for _, f := range matrix {
+				known = append(known, f.name)
+			}
+			return nil, fmt.Errorf("unknown fault %q; known: %s", name, strings.Join(known, ", "))
 		}
-		fs = append(fs, f)
+		fs = append(fs, matrix[i])
 	}
 	return fs, nil
-}
-
-func faultNames() []string {
-	return []string{"kill", "kill-leader", "freeze", "partition", "partition-leader",
-		"blackhole-client", "restart-cluster", "replace-member"}
 }
 
 // converged waits until every member has applied the same revision and
 // reports the same hash of the store at it: after the faults, no member
 // may hold a different history.
 func (c *cluster) converged(timeout time.Duration) error {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.direct(), DialTimeout: 2 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return err
-	}
-	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	resp, err := cli.Get(ctx, "converged-check", clientv3.WithCountOnly())
+	var rev int64
+	err := retry(ctx, func() error {
+		resp, err := c.admin[0].Get(ctx, "converged-check", clientv3.WithCountOnly())
+		if err == nil {
+			rev = resp.Header.Revision
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("read the revision: %w", err)
 	}
-	rev := resp.Header.Revision
 	hashes := map[string]uint32{}
-	for _, m := range c.members {
+	for i, m := range c.members {
 		err := retry(ctx, func() error {
-			h, err := cli.HashKV(ctx, m.Endpoint, rev)
+			h, err := c.admin[i].HashKV(ctx, m.Endpoint, rev)
 			if err != nil {
 				return err
 			}
 			hashes[m.Name] = h.Hash
 			return nil
-		}, "\x00never")
+		})
 		if err != nil {
 			return fmt.Errorf("hash of %s at revision %d: %w", m.Name, rev, err)
 		}
