@@ -35,6 +35,17 @@ func hashesAgree(ctx context.Context, t *testing.T, ms []*framework.Member, rev 
 	return nil
 }
 
+// followerOf is the index of a member that does not lead: the last one,
+// unless it leads. Tests that stop or cut off a member pick a follower so
+// as not to wait for an election as well.
+func followerOf(ctx context.Context, t *testing.T, ms []*framework.Member) int {
+	last := len(ms) - 1
+	if st, err := client(t, ms[last].Endpoint).Status(ctx, ms[last].Endpoint); err == nil && st.Leader == st.Header.MemberId {
+		return last - 1
+	}
+	return last
+}
+
 // countOn reads the number of keys under prefix from member m alone.
 func countOn(ctx context.Context, t *testing.T, m *framework.Member, prefix string) (int64, error) {
 	resp, err := client(t, m.Endpoint).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
@@ -54,7 +65,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	// Stop a follower: stopping the leader would cost an election and
 	// the writes in flight to it, which is another test's business.
 	lagging, rest := ms[2], ms[:2]
-	if st, err := client(t, ms[2].Endpoint).Status(ctx, ms[2].Endpoint); err == nil && st.Leader == st.Header.MemberId {
+	if followerOf(ctx, t, ms) != 2 {
 		lagging, rest = ms[0], ms[1:]
 	}
 	lagging.Stop()
@@ -212,10 +223,7 @@ func TestPartitionedMemberConverges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Cut off a follower, so the test does not also wait for an election.
-	iso := 2
-	if st, err := client(t, ms[2].Endpoint).Status(ctx, ms[2].Endpoint); err == nil && st.Leader == st.Header.MemberId {
-		iso = 1
-	}
+	iso := followerOf(ctx, t, ms)
 	proxies[iso].Cut()
 	majority := []string{}
 	for i, m := range ms {
@@ -263,10 +271,7 @@ func TestRequireLeaderOnCutOffMember(t *testing.T) {
 	ms, proxies := framework.StartKvdClusterBehindProxies(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	iso := 2
-	if st, err := client(t, ms[2].Endpoint).Status(ctx, ms[2].Endpoint); err == nil && st.Leader == st.Header.MemberId {
-		iso = 1
-	}
+	iso := followerOf(ctx, t, ms)
 	c := client(t, ms[iso].Endpoint)
 	required := c.Watch(clientv3.WithRequireLeader(ctx), "w", clientv3.WithCreatedNotify())
 	plain := c.Watch(ctx, "w", clientv3.WithCreatedNotify())
