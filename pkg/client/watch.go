@@ -245,19 +245,16 @@ func WithRequireLeader(ctx context.Context) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, rpctypes.MetadataRequireLeaderKey, rpctypes.MetadataHasLeader)
 }
 
-// closeAll ends every watch when the stream stops for good.
+// closeAll ends every watch when the stream stops for good, with a last
+// canceled response saying why when there is a reason (closeErr). The
+// stream is forgotten first: a watch that finds it ending tries again on
+// a new one.
 func (st *watchStream) closeAll() {
-	for _, s := range slices.Clone(st.order) {
-		st.finish(s)
-	}
-	for _, s := range st.queue {
-		st.finish(s)
-	}
-	st.w.mu.Lock()
-	for k, v := range st.w.streams {
-		if v == st {
-			delete(st.w.streams, k)
+	st.w.forget(st)
+	for _, s := range slices.Concat(st.order, st.queue) {
+		if st.closeErr != nil {
+			st.deliver(s, WatchResponse{Canceled: true, closeErr: st.closeErr})
 		}
+		st.finish(s)
 	}
-	st.w.mu.Unlock()
 }

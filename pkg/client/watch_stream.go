@@ -25,6 +25,7 @@ type watchStream struct {
 	inflight      bool
 	order         []*watchSub // every live watch in creation order, for resuming
 	requireLeader bool        // the stream's metadata asks for a leader
+	closeErr      error       // why the stream stopped for good, told to its watches
 	// progressOwed is a progress request held back until no creation is
 	// under way: asked earlier, the server may answer it before naming
 	// the new watch, and the notice would reach nobody.
@@ -53,14 +54,12 @@ func (st *watchStream) run() {
 			return
 		}
 		if errors.Is(err, errStreamIdle) {
-			st.w.forget(st)
 			return
 		}
 		if st.requireLeader && errors.Is(rpctypes.Error(err), rpctypes.ErrNoLeader) {
 			// The caller asked to hear of this rather than wait on a
 			// member cut off from the others, as with clientv3.
-			st.w.forget(st)
-			st.endAll(rpctypes.ErrNoLeader)
+			st.closeErr = rpctypes.ErrNoLeader
 			return
 		}
 		st.w.c.log.Debug("watch stream broken, resuming", "error", err)
@@ -344,11 +343,3 @@ func (st *watchStream) events(s *watchSub, r *pb.WatchResponse) {
 
 // idle says no watch is left on the stream or waiting to be created.
 func (st *watchStream) idle() bool { return len(st.order) == 0 && len(st.queue) == 0 }
-
-// endAll ends every watch with a last, canceled response saying why.
-func (st *watchStream) endAll(err error) {
-	for _, s := range slices.Concat(st.order, st.queue) {
-		st.deliver(s, WatchResponse{Canceled: true, closeErr: err})
-		st.finish(s)
-	}
-}
