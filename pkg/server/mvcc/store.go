@@ -93,8 +93,7 @@ func (s *Store) load() error {
 	var err error
 	var wanted int64
 	s.be.Read(func(tx backend.ReadTx) {
-		s.ci = getUint(tx.Get(backend.Meta, metaConsistentIndex))
-		s.term = getUint(tx.Get(backend.Meta, metaConsistentTerm))
+		s.ci, s.term = ConsistentIndexIn(tx)
 		s.compactRev = int64(getUint(tx.Get(backend.Meta, metaCompactDone)))
 		wanted = int64(getUint(tx.Get(backend.Meta, metaCompactWanted)))
 		tx.ForEach(backend.Key, nil, func(k, v []byte) bool {
