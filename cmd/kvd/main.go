@@ -85,6 +85,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Duration("backend-batch-interval", d.BackendBatchInterval, "Longest time applied writes wait before the database commits them.")
 	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
 	fs.Duration("watch-progress-notify-interval", d.WatchProgressNotifyInterval, "How often watchers that asked for progress notifications and saw no event hear the current revision.")
+	fs.Duration("lease-checkpoint-interval", d.LeaseCheckpointInterval, "How often the leader records the remaining TTL of long leases, so that a leader change or a whole-cluster restart does not give them their whole TTL back (kvd only; 0 turns it off).")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
@@ -138,6 +139,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		MaxLearners:                 v.GetInt("max-learners"),
 		EnablePprof:                 v.GetBool("enable-pprof"),
 		WatchProgressNotifyInterval: v.GetDuration("watch-progress-notify-interval"),
+		LeaseCheckpointInterval:     v.GetDuration("lease-checkpoint-interval"),
 		HeartbeatInterval:           time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:             time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
 		MaxRequestBytes:             v.GetUint("max-request-bytes"),

@@ -53,8 +53,13 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			return
 		}
 		if len(e.Data) == 0 {
-			// A new leader's empty entry.
+			// A new leader's empty entry: once it applies, so has
+			// everything earlier leaders committed, and the leader can
+			// take over keeping lease time.
 			s.applier.ApplyNoop(index, term)
+			if s.isLeader() && term == s.node.Term() {
+				s.lessor.Promote(s.cfg.ElectionTimeout)
+			}
 			return
 		}
 		r := new(pb.InternalRaftRequest)

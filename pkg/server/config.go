@@ -51,6 +51,11 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves runtime profiles on the client URLs.
 	EnablePprof bool
+	// LeaseCheckpointInterval is how often the leader records the
+	// remaining TTL of long leases through raft, so that a leader change
+	// or a restart of the whole cluster does not give them their whole
+	// TTL back. Zero turns checkpoints off.
+	LeaseCheckpointInterval time.Duration
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -82,6 +87,7 @@ func Defaults() Config {
 		StrictReconfigCheck:         true,
 		MaxLearners:                 1,
 		WatchProgressNotifyInterval: 10 * time.Minute,
+		LeaseCheckpointInterval:     5 * time.Minute,
 		HeartbeatInterval:           100 * time.Millisecond,
 		ElectionTimeout:             1000 * time.Millisecond,
 		MaxRequestBytes:             1572864,
@@ -177,6 +183,14 @@ func initialClusterOf(name string, peerURLs []string) string {
 func (c *Config) memberDir() string { return filepath.Join(c.DataDir, "member") }
 
 func (c *Config) dbPath() string { return filepath.Join(c.memberDir(), "snap", "db") }
+
+// minLeaseTTL is the shortest lease TTL granted, in whole seconds: one
+// and a half election timeouts, as etcd's, so a lease outlives a leader
+// election.
+func (c *Config) minLeaseTTL() int64 {
+	d := time.Duration(3*c.electionTicks()/2) * c.HeartbeatInterval
+	return int64((d + time.Second - 1) / time.Second)
+}
 
 // electionTicks converts the election timeout into heartbeat ticks.
 func (c *Config) electionTicks() int {

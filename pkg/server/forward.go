@@ -33,7 +33,8 @@ type changeResult struct {
 	Error  string     `json:"error,omitempty"`
 }
 
-// forwarded is the errors a client would have had from the leader itself.
+// forwarded is the errors a client would have had from the leader itself,
+// for requests a follower passes to it (membership changes, lease renewals).
 var forwarded = map[string]error{}
 
 func init() {
@@ -42,6 +43,7 @@ func init() {
 		rpctypes.ErrGRPCMemberNotEnoughStarted, rpctypes.ErrGRPCMemberExist, rpctypes.ErrGRPCPeerURLExist,
 		rpctypes.ErrGRPCTooManyLearners, rpctypes.ErrGRPCMemberBadURLs, rpctypes.ErrGRPCNotLeader,
 		rpctypes.ErrGRPCTimeout, rpctypes.ErrGRPCNoLeader, rpctypes.ErrGRPCStopped,
+		rpctypes.ErrGRPCLeaseNotFound,
 	} {
 		forwarded[rpctypes.ErrorDesc(err)] = err
 	}

@@ -46,6 +46,7 @@ func (s *Server) peerHandler() http.Handler {
 		})
 	})
 	mux.HandleFunc("POST "+changePath, s.serveChange)
+	mux.HandleFunc("POST "+leasePath, s.serveLease)
 	return mux
 }
 

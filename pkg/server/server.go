@@ -23,6 +23,7 @@ import (
 	"github.com/kvd-io/kvd/pkg/server/api"
 	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/membership"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/server/raftnode"
@@ -38,6 +39,7 @@ type Server struct {
 	// watchable delivers the store's changes to watchers.
 	watchable *mvcc.Watchable
 	applier   *apply.Applier
+	lessor    *lease.Lessor
 	node      *raftnode.Node
 	cluster   *membership.Cluster
 
@@ -150,7 +152,11 @@ func (s *Server) openStorage() error {
 	}
 	s.store = store
 	s.watchable = mvcc.NewWatchable(store, s.lg)
-	s.applier = apply.New(store, s.lg)
+	s.lessor = lease.New(lease.Config{MinTTL: s.cfg.minLeaseTTL(), CheckpointInterval: s.cfg.LeaseCheckpointInterval})
+	if err := s.recoverLeases(); err != nil {
+		return err
+	}
+	s.applier = apply.New(store, s.lessor, s.lg)
 	return nil
 }
 
@@ -361,13 +367,14 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.reads = newReadLoop(s)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go func() { defer s.wg.Done(); s.applyLoop() }()
+	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.publish() }()
 
 	apiCfg := api.Config{
-		KV: s, Maintenance: s, Cluster: s, Header: s,
+		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s,
 		Health:                      s.health,
 		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),
 		MaxTxnOps:                   int(s.cfg.MaxTxnOps),

@@ -33,6 +33,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 		return fmt.Errorf("restore store from snapshot %d: %w", index, err)
 	}
 	s.watchable.Restored()
+	if err := s.recoverLeases(); err != nil {
+		return err
+	}
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

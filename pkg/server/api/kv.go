@@ -1,5 +1,6 @@
-// Package api serves the etcd v3 gRPC API (KV, Maintenance, Cluster) and the
-// plain HTTP endpoints (/version, /health) on a member's client URLs.
+// Package api serves the etcd v3 gRPC API (KV, Watch, Lease, Maintenance,
+// Cluster) and the plain HTTP endpoints (/version, /health) on a member's
+// client URLs.
 //
 // Handlers validate requests at the boundary, call the server through small
 // interfaces declared here, and fill response headers, so every error a

@@ -26,6 +26,7 @@ type Config struct {
 	KV          KV
 	Maintenance Maintenance
 	Cluster     Cluster
+	Leases      Leases
 	Header      Header
 	// Health answers /health: nil when the member can serve.
 	Health func(ctx context.Context) error
@@ -69,6 +70,9 @@ func NewGRPC(cfg Config) *grpc.Server {
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
+	if cfg.Leases != nil {
+		pb.RegisterLeaseServer(s, &leaseService{l: cfg.Leases, hdr: cfg.Header})
+	}
 	if cfg.Watcher != nil {
 		progress := cfg.WatchProgressNotifyInterval
 		if progress <= 0 {

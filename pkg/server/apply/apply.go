@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 )
 
@@ -29,18 +30,19 @@ type Result struct {
 	Physical <-chan struct{}
 }
 
-// Applier applies requests to the store.
+// Applier applies requests to the store and the lessor.
 type Applier struct {
-	s  *mvcc.Store
-	lg *slog.Logger
+	s      *mvcc.Store
+	leases *lease.Lessor
+	lg     *slog.Logger
 }
 
-// New returns an applier over s.
-func New(s *mvcc.Store, lg *slog.Logger) *Applier {
+// New returns an applier over s and leases.
+func New(s *mvcc.Store, leases *lease.Lessor, lg *slog.Logger) *Applier {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{s: s, lg: lg}
+	return &Applier{s: s, leases: leases, lg: lg}
 }
 
 // Apply applies r, carried by the raft entry at index and term, and records
@@ -48,17 +50,24 @@ func New(s *mvcc.Store, lg *slog.Logger) *Applier {
 func (a *Applier) Apply(index, term uint64, r *pb.InternalRaftRequest) *Result {
 	res := &Result{}
 	err := a.s.Write(index, term, func(t *mvcc.TxnWrite) error {
+		w := writer{t, a.leases}
 		switch {
 		case r.Put != nil:
-			res.Resp, res.Err = put(t, r.Put)
+			res.Resp, res.Err = w.put(r.Put)
 		case r.DeleteRange != nil:
-			res.Resp, res.Err = deleteRange(t, r.DeleteRange)
+			res.Resp, res.Err = w.deleteRange(r.DeleteRange)
 		case r.Txn != nil:
-			res.Resp, res.Err = txn(t, r.Txn)
+			res.Resp, res.Err = w.txn(r.Txn)
 		case r.Compaction != nil:
 			res.Resp, res.Physical, res.Err = compact(t, r.Compaction)
 		case r.Range != nil:
 			res.Resp, res.Err = rangeKeys(t, r.Range)
+		case r.LeaseGrant != nil:
+			res.Resp, res.Err = w.grant(r.LeaseGrant)
+		case r.LeaseRevoke != nil:
+			res.Resp, res.Err = w.revoke(r.LeaseRevoke)
+		case r.LeaseCheckpoint != nil:
+			res.Resp = w.checkpoint(r.LeaseCheckpoint)
 		default:
 			res.Err = rpctypes.ErrGRPCNotCapable
 		}
@@ -68,7 +77,7 @@ func (a *Applier) Apply(index, term uint64, r *pb.InternalRaftRequest) *Result {
 		a.lg.Error("apply failed in storage", "index", index, "err", err)
 		res.Err = errInternal
 	}
-	res.Err = toGRPC(res.Err)
+	res.Err = ToGRPC(res.Err)
 	return res
 }
 
@@ -96,7 +105,7 @@ func (a *Applier) ApplyMeta(index, term uint64, meta ...Meta) {
 // Range serves a read from the local store.
 func (a *Applier) Range(_ context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
 	resp, err := rangeKeys(storeReader{a.s}, r)
-	return resp, toGRPC(err)
+	return resp, ToGRPC(err)
 }
 
 // ReadTxn serves a txn that only reads, from the local store.
@@ -104,10 +113,11 @@ func (a *Applier) ReadTxn(_ context.Context, r *pb.TxnRequest) (*pb.TxnResponse,
 	var resp *pb.TxnResponse
 	var err error
 	a.s.Read(func(rd mvcc.Reader) { resp, err = readTxn(rd, r) })
-	return resp, toGRPC(err)
+	return resp, ToGRPC(err)
 }
 
-func toGRPC(err error) error {
+// ToGRPC is the etcd error a client sees for err.
+func ToGRPC(err error) error {
 	switch {
 	case err == nil:
 		return nil
@@ -115,6 +125,12 @@ func toGRPC(err error) error {
 		return rpctypes.ErrGRPCCompacted
 	case errors.Is(err, mvcc.ErrFutureRev):
 		return rpctypes.ErrGRPCFutureRev
+	case errors.Is(err, lease.ErrNotFound):
+		return rpctypes.ErrGRPCLeaseNotFound
+	case errors.Is(err, lease.ErrExists):
+		return rpctypes.ErrGRPCLeaseExist
+	case errors.Is(err, lease.ErrTTLTooLarge):
+		return rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
 	return err
 }

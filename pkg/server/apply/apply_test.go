@@ -10,12 +10,15 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 )
 
 type fixture struct {
 	a     *Applier
 	s     *mvcc.Store
+	be    *backend.Backend
+	l     *lease.Lessor
 	index uint64
 }
 
@@ -29,7 +32,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close(); be.Close() })
-	return &fixture{a: New(s, nil), s: s}
+	l := lease.New(lease.Config{MinTTL: 2})
+	return &fixture{a: New(s, l, nil), s: s, be: be, l: l}
 }
 
 func (f *fixture) apply(r *pb.InternalRaftRequest) *Result {

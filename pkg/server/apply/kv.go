@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 )
 
@@ -82,12 +83,18 @@ func sortKVs(kvs []*mvccpb.KeyValue, target pb.RangeRequest_SortTarget, order pb
 	slices.SortStableFunc(kvs, by)
 }
 
+// writer applies writes to the store's write txn and keeps the lessor's
+// record of which key belongs to which lease in step with them.
+type writer struct {
+	t      *mvcc.TxnWrite
+	leases *lease.Lessor
+}
+
 // checkPut refuses a put that cannot apply: ignore_value or ignore_lease of
-// a missing key, or a lease that does not exist (no leases exist until the
-// lessor arrives, so any lease is unknown).
-func checkPut(rd mvcc.Reader, r *pb.PutRequest) error {
+// a missing key, or a lease that does not exist.
+func (w writer) checkPut(r *pb.PutRequest) error {
 	if r.IgnoreValue || r.IgnoreLease {
-		rr, err := rd.Range(r.Key, nil, mvcc.RangeOptions{})
+		rr, err := w.t.Range(r.Key, nil, mvcc.RangeOptions{})
 		if err != nil {
 			return err
 		}
@@ -95,19 +102,19 @@ func checkPut(rd mvcc.Reader, r *pb.PutRequest) error {
 			return rpctypes.ErrGRPCKeyNotFound
 		}
 	}
-	if r.Lease != 0 {
+	if r.Lease != 0 && !w.leases.Exists(r.Lease) {
 		return rpctypes.ErrGRPCLeaseNotFound
 	}
 	return nil
 }
 
-func put(t *mvcc.TxnWrite, r *pb.PutRequest) (*pb.PutResponse, error) {
-	if err := checkPut(t, r); err != nil {
+func (w writer) put(r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := w.checkPut(r); err != nil {
 		return nil, err
 	}
 	var prev *mvccpb.KeyValue
 	if r.PrevKv || r.IgnoreValue || r.IgnoreLease {
-		rr, err := t.Range(r.Key, nil, mvcc.RangeOptions{})
+		rr, err := w.t.Range(r.Key, nil, mvcc.RangeOptions{})
 		if err != nil {
 			return nil, err
 		}
@@ -115,23 +122,29 @@ func put(t *mvcc.TxnWrite, r *pb.PutRequest) (*pb.PutResponse, error) {
 			prev = rr.KVs[0]
 		}
 	}
-	val, lease := r.Value, r.Lease
+	val, id := r.Value, r.Lease
 	if r.IgnoreValue {
 		val = prev.Value
 	}
 	if r.IgnoreLease {
-		lease = prev.Lease
+		id = prev.Lease
 	}
-	resp := &pb.PutResponse{Header: hdr(t.Put(r.Key, val, lease))}
+	resp := &pb.PutResponse{Header: hdr(w.t.Put(r.Key, val, id))}
+	w.leases.Attach(r.Key, id)
 	if r.PrevKv {
 		resp.PrevKv = prev
 	}
 	return resp, nil
 }
 
-func deleteRange(t *mvcc.TxnWrite, r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
-	prev := t.DeleteRange(r.Key, r.RangeEnd)
-	resp := &pb.DeleteRangeResponse{Header: hdr(t.Rev()), Deleted: int64(len(prev))}
+func (w writer) deleteRange(r *pb.DeleteRangeRequest) (*pb.DeleteRangeResponse, error) {
+	prev := w.t.DeleteRange(r.Key, r.RangeEnd)
+	for _, kv := range prev {
+		if kv.Lease != 0 {
+			w.leases.Attach(kv.Key, lease.None)
+		}
+	}
+	resp := &pb.DeleteRangeResponse{Header: hdr(w.t.Rev()), Deleted: int64(len(prev))}
 	if r.PrevKv {
 		resp.PrevKvs = prev
 	}

@@ -11,24 +11,24 @@ import (
 
 // txn evaluates the compares, checks that the chosen branch can apply in
 // full, then runs it: a txn either applies every op or changes nothing.
-func txn(t *mvcc.TxnWrite, r *pb.TxnRequest) (*pb.TxnResponse, error) {
-	ok, err := compareAll(t, r.Compare)
+func (w writer) txn(r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	ok, err := compareAll(w.t, r.Compare)
 	if err != nil {
 		return nil, err
 	}
 	ops := branch(r, ok)
-	if err := checkOps(t, ops); err != nil {
+	if err := w.checkOps(ops); err != nil {
 		return nil, err
 	}
 	resp := &pb.TxnResponse{Succeeded: ok, Responses: make([]*pb.ResponseOp, 0, len(ops))}
 	for _, op := range ops {
-		ro, err := applyOp(t, op)
+		ro, err := w.applyOp(op)
 		if err != nil {
 			return nil, err
 		}
 		resp.Responses = append(resp.Responses, ro)
 	}
-	resp.Header = hdr(t.Rev())
+	resp.Header = hdr(w.t.Rev())
 	return resp, nil
 }
 
@@ -41,19 +41,19 @@ func branch(r *pb.TxnRequest, ok bool) []*pb.RequestOp {
 
 // checkOps looks ahead through the ops (and the branches nested txns will
 // take) for a put that would fail.
-func checkOps(rd mvcc.Reader, ops []*pb.RequestOp) error {
+func (w writer) checkOps(ops []*pb.RequestOp) error {
 	for _, op := range ops {
 		switch v := op.Request.(type) {
 		case *pb.RequestOp_RequestPut:
-			if err := checkPut(rd, v.RequestPut); err != nil {
+			if err := w.checkPut(v.RequestPut); err != nil {
 				return err
 			}
 		case *pb.RequestOp_RequestTxn:
-			ok, err := compareAll(rd, v.RequestTxn.Compare)
+			ok, err := compareAll(w.t, v.RequestTxn.Compare)
 			if err != nil {
 				return err
 			}
-			if err := checkOps(rd, branch(v.RequestTxn, ok)); err != nil {
+			if err := w.checkOps(branch(v.RequestTxn, ok)); err != nil {
 				return err
 			}
 		}
@@ -61,28 +61,28 @@ func checkOps(rd mvcc.Reader, ops []*pb.RequestOp) error {
 	return nil
 }
 
-func applyOp(t *mvcc.TxnWrite, op *pb.RequestOp) (*pb.ResponseOp, error) {
+func (w writer) applyOp(op *pb.RequestOp) (*pb.ResponseOp, error) {
 	switch v := op.Request.(type) {
 	case *pb.RequestOp_RequestRange:
-		resp, err := rangeKeys(t, v.RequestRange)
+		resp, err := rangeKeys(w.t, v.RequestRange)
 		if err != nil {
 			return nil, err
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseRange{ResponseRange: resp}}, nil
 	case *pb.RequestOp_RequestPut:
-		resp, err := put(t, v.RequestPut)
+		resp, err := w.put(v.RequestPut)
 		if err != nil {
 			return nil, err
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponsePut{ResponsePut: resp}}, nil
 	case *pb.RequestOp_RequestDeleteRange:
-		resp, err := deleteRange(t, v.RequestDeleteRange)
+		resp, err := w.deleteRange(v.RequestDeleteRange)
 		if err != nil {
 			return nil, err
 		}
 		return &pb.ResponseOp{Response: &pb.ResponseOp_ResponseDeleteRange{ResponseDeleteRange: resp}}, nil
 	case *pb.RequestOp_RequestTxn:
-		resp, err := txn(t, v.RequestTxn)
+		resp, err := w.txn(v.RequestTxn)
 		if err != nil {
 			return nil, err
 		}

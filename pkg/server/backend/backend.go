@@ -24,7 +24,8 @@ var (
 	Key     = []byte("key")
 	Meta    = []byte("meta")
 	Members = []byte("members")
-	buckets = [][]byte{Key, Meta, Members}
+	Lease   = []byte("lease")
+	buckets = [][]byte{Key, Meta, Members, Lease}
 )
 
 // Config says where the database lives and how writes are batched.

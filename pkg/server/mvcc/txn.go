@@ -169,9 +169,20 @@ func (t *TxnWrite) Changes() []*mvccpb.KeyValue { return t.changes }
 // configuration) in the meta bucket. It commits with the txn's
 // consistent index, so a copy of the database never holds one without
 // the other.
-func (t *TxnWrite) PutMeta(key, value []byte) {
-	if err := t.tx.Put(backend.Meta, key, value); err != nil && t.err == nil {
-		t.err = fmt.Errorf("store meta %s: %w", key, err)
+func (t *TxnWrite) PutMeta(key, value []byte) { t.PutRecord(backend.Meta, key, value) }
+
+// PutRecord stores a record outside the key space (a lease, say) in
+// bucket, committed with the txn's changes and consistent index.
+func (t *TxnWrite) PutRecord(bucket, key, value []byte) {
+	if err := t.tx.Put(bucket, key, value); err != nil && t.err == nil {
+		t.err = fmt.Errorf("store record %x in %s: %w", key, bucket, err)
+	}
+}
+
+// DeleteRecord removes a record PutRecord stored.
+func (t *TxnWrite) DeleteRecord(bucket, key []byte) {
+	if err := t.tx.Delete(bucket, key); err != nil && t.err == nil {
+		t.err = fmt.Errorf("delete record %x in %s: %w", key, bucket, err)
 	}
 }
 

@@ -1,0 +1,308 @@
+// Package lease is kvd's lessor: it keeps every lease, its TTL and the keys
+// attached to it, and, on the leader, when each lease expires.
+//
+// Lease state changes only as raft entries apply (Grant, Revoke,
+// Checkpoint, and puts and deletes moving keys between leases), so every
+// member holds the same leases. Time is the leader's alone: only the
+// leader (the primary lessor) tracks expiries, in a heap, and it ends an
+// expired lease by proposing its revocation through raft, so every member
+// deletes the attached keys at the same revision. Followers never expire
+// anything; a member that becomes leader starts every lease's clock again
+// from its last checkpointed remaining TTL, plus an extension so that no
+// lease expires because of the election itself.
+package lease
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kvd-io/kvd/pkg/server/backend"
+)
+
+// None is the lease of a key that has none.
+const None int64 = 0
+
+// MaxTTL is the largest TTL a lease may be granted, in seconds, as etcd's.
+const MaxTTL = 9_000_000_000
+
+var (
+	ErrNotFound    = errors.New("lease: lease not found")
+	ErrExists      = errors.New("lease: lease already exists")
+	ErrTTLTooLarge = errors.New("lease: TTL too large")
+	// ErrNotPrimary means this member does not keep lease time: ask the
+	// leader.
+	ErrNotPrimary = errors.New("lease: not the primary lessor")
+)
+
+// retryRevoke is how long an expired lease whose revocation was proposed
+// waits before it is proposed again, should that proposal be lost.
+const retryRevoke = 3 * time.Second
+
+// Writer stores lease records in the same database batch as the raft
+// entry that changed them: the applier's write txn.
+type Writer interface {
+	PutRecord(bucket, key, value []byte)
+	DeleteRecord(bucket, key []byte)
+}
+
+// Lease is one lease as the lessor keeps it.
+type lease struct {
+	id  int64
+	ttl int64 // granted, in seconds
+	// remaining is the last checkpointed remaining TTL in seconds; 0
+	// means the whole TTL.
+	remaining int64
+	keys      map[string]struct{}
+
+	// Kept by the primary only.
+	expiry         time.Time
+	heapAt         time.Time // the heap entry that is current for this lease
+	nextCheckpoint time.Time // zero when none is due
+}
+
+// Config tunes a Lessor.
+type Config struct {
+	// MinTTL is the shortest TTL granted, in seconds: a lease must outlive
+	// an election, or a leader change could expire it before any client
+	// had a chance to renew it.
+	MinTTL int64
+	// CheckpointInterval is how often the leader records the remaining
+	// TTL of long leases through raft; zero turns checkpoints off.
+	CheckpointInterval time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Lessor keeps the leases of one member.
+type Lessor struct {
+	cfg Config
+
+	mu      sync.RWMutex
+	leases  map[int64]*lease
+	owners  map[string]int64 // key -> lease it is attached to
+	primary bool
+	expiry  expiryHeap
+}
+
+// New returns an empty lessor; Recover fills it from a database.
+func New(cfg Config) *Lessor {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Lessor{cfg: cfg, leases: map[int64]*lease{}, owners: map[string]int64{}}
+}
+
+// Grant creates lease id with ttl seconds, raised to the minimum TTL,
+// and returns the TTL granted.
+func (l *Lessor) Grant(w Writer, id, ttl int64) (int64, error) {
+	if ttl > MaxTTL {
+		return 0, ErrTTLTooLarge
+	}
+	if id == 0 {
+		return 0, ErrNotFound
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.leases[id]; ok {
+		return 0, ErrExists
+	}
+	le := &lease{id: id, ttl: max(ttl, l.cfg.MinTTL), keys: map[string]struct{}{}}
+	l.leases[id] = le
+	le.persist(w)
+	if l.primary {
+		l.refresh(le, 0)
+	}
+	return le.ttl, nil
+}
+
+// Revoke removes lease id and returns its keys, sorted, for the caller to
+// delete in the same write.
+func (l *Lessor) Revoke(w Writer, id int64) ([]string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	le, ok := l.leases[id]
+	if !ok {
+		return nil, ErrNotFound
+	}
+	delete(l.leases, id)
+	w.DeleteRecord(backend.Lease, recordKey(id))
+	keys := make([]string, 0, len(le.keys))
+	for k := range le.keys {
+		delete(l.owners, k)
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
+// Checkpoint records that lease id had remaining seconds left when the
+// leader looked; 0 means the whole TTL again (after a renewal).
+func (l *Lessor) Checkpoint(w Writer, id, remaining int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	le, ok := l.leases[id]
+	if !ok {
+		return
+	}
+	le.remaining = remaining
+	le.persist(w)
+}
+
+// Exists says whether lease id exists.
+func (l *Lessor) Exists(id int64) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	_, ok := l.leases[id]
+	return ok
+}
+
+// Attach makes key belong to lease id (0: to none), taking it from the
+// lease it belonged to.
+func (l *Lessor) Attach(key []byte, id int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := string(key)
+	if old, ok := l.owners[k]; ok {
+		if old == id {
+			return
+		}
+		if le := l.leases[old]; le != nil {
+			delete(le.keys, k)
+		}
+		delete(l.owners, k)
+	}
+	if le := l.leases[id]; le != nil {
+		le.keys[k] = struct{}{}
+		l.owners[k] = id
+	}
+}
+
+// Leases lists the IDs of every lease, in order.
+func (l *Lessor) Leases() []int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	ids := make([]int64, 0, len(l.leases))
+	for id := range l.leases {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Status is what TimeToLive reports of a lease.
+type Status struct {
+	GrantedTTL int64
+	// TTL is the remaining time in whole seconds.
+	TTL  int64
+	Keys []string // sorted
+}
+
+// TimeToLive reports lease id. Only the primary knows how long a lease
+// has left.
+func (l *Lessor) TimeToLive(id int64, withKeys bool) (Status, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if !l.primary {
+		return Status{}, ErrNotPrimary
+	}
+	le, ok := l.leases[id]
+	if !ok {
+		return Status{}, ErrNotFound
+	}
+	st := Status{GrantedTTL: le.ttl, TTL: max(0, int64(le.expiry.Sub(l.cfg.Now()).Seconds()))}
+	if withKeys {
+		for k := range le.keys {
+			st.Keys = append(st.Keys, k)
+		}
+		slices.Sort(st.Keys)
+	}
+	return st, nil
+}
+
+func recordKey(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
+
+// persist stores the lease as ID, TTL and remaining TTL, 8 bytes each.
+func (le *lease) persist(w Writer) {
+	b := make([]byte, 0, 24)
+	b = binary.BigEndian.AppendUint64(b, uint64(le.id))
+	b = binary.BigEndian.AppendUint64(b, uint64(le.ttl))
+	b = binary.BigEndian.AppendUint64(b, uint64(le.remaining))
+	w.PutRecord(backend.Lease, recordKey(le.id), b)
+}
+
+// Scanner reads the records of a bucket in order: a backend transaction.
+type Scanner interface {
+	ForEach(bucket, start []byte, fn func(k, v []byte) bool)
+}
+
+// Recover replaces the lessor's leases with those stored in db, and
+// attaches to them the keys that attached(yield) reports. The member is a
+// follower again until promoted.
+func (l *Lessor) Recover(db Scanner, attached func(yield func(key []byte, id int64))) error {
+	leases := map[int64]*lease{}
+	var err error
+	db.ForEach(backend.Lease, nil, func(k, v []byte) bool {
+		if len(v) != 24 {
+			err = fmt.Errorf("lease record %x is %d bytes, want 24", k, len(v))
+			return false
+		}
+		le := &lease{
+			id:        int64(binary.BigEndian.Uint64(v)),
+			ttl:       int64(binary.BigEndian.Uint64(v[8:])),
+			remaining: int64(binary.BigEndian.Uint64(v[16:])),
+			keys:      map[string]struct{}{},
+		}
+		leases[le.id] = le
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.leases, l.owners, l.primary, l.expiry = leases, map[string]int64{}, false, nil
+	if len(leases) == 0 {
+		return nil
+	}
+	attached(func(key []byte, id int64) {
+		if le := leases[id]; le != nil {
+			le.keys[string(key)] = struct{}{}
+			l.owners[string(key)] = id
+		}
+	})
+	return nil
+}
+
+// ceilSeconds is d in whole seconds, rounded up.
+func ceilSeconds(d time.Duration) int64 { return int64(math.Ceil(d.Seconds())) }
+
+// expiryHeap orders the primary's pending expiries. An entry is stale,
+// and skipped, once its lease was renewed or revoked since it was pushed.
+type expiryHeap []expiryItem
+
+type expiryItem struct {
+	id int64
+	at time.Time
+}
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func (l *Lessor) schedule(le *lease, at time.Time) {
+	le.heapAt = at
+	heap.Push(&l.expiry, expiryItem{id: le.id, at: at})
+}
