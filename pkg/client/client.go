@@ -1,6 +1,6 @@
 // Package client is a Go client for kvd and any server speaking the etcd
 // v3 API, shaped like etcd's clientv3: a Client exposes KV, Cluster,
-// Maintenance and Watcher, requests are spread round-robin over every
+// Maintenance, Watcher and Lease, requests are spread round-robin over every
 // endpoint by gRPC's own balancer, reads that fail because an endpoint
 // went away are retried on another, and watches resume on another.
 package client
@@ -68,6 +68,7 @@ type Client struct {
 	Cluster
 	Maintenance
 	Watcher
+	Lease
 
 	cfg      Config
 	ctx      context.Context
@@ -77,6 +78,7 @@ type Client struct {
 	resolver *manual.Resolver
 	secure   bool
 	auth     *tokenAuth
+	lessor   *lessor
 
 	closeOnce sync.Once
 	closeErr  error
@@ -126,6 +128,8 @@ func New(cfg Config) (*Client, error) {
 	c.Cluster = &cluster{remote: pb.NewClusterClient(conn)}
 	c.Maintenance = &maintenance{c: c}
 	c.Watcher = newWatcher(c)
+	c.lessor = newLessor(c)
+	c.Lease = c.lessor
 
 	if err := c.login(); err != nil {
 		c.Close()
@@ -221,9 +225,11 @@ func (c *Client) SetEndpoints(eps ...string) error {
 // Ctx is the client's lifetime: it ends when the client is closed.
 func (c *Client) Ctx() context.Context { return c.ctx }
 
-// Close ends every call and closes every connection.
+// Close ends every call and closes every connection. Every KeepAlive
+// channel is closed by the time it returns.
 func (c *Client) Close() error {
 	c.cancel()
+	c.lessor.keeper.close()
 	return c.closeConn()
 }
 

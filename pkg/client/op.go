@@ -140,6 +140,18 @@ func WithSort(target SortTarget, order SortOrder) OpOption {
 	}
 }
 
+// WithFirstCreate reads, of every key with the op's key as prefix, the
+// one created first: the holder of a lock or an election kept there.
+func WithFirstCreate() []OpOption { return withTop(SortByCreateRevision, SortAscend) }
+
+// WithLastCreate reads, of every key with the op's key as prefix, the one
+// created last.
+func WithLastCreate() []OpOption { return withTop(SortByCreateRevision, SortDescend) }
+
+func withTop(target SortTarget, order SortOrder) []OpOption {
+	return []OpOption{WithPrefix(), WithSort(target, order), WithLimit(1)}
+}
+
 // WithSerializable reads from the local member without a read barrier.
 func WithSerializable() OpOption { return func(op *Op) { op.serializable = true } }
 
