@@ -95,7 +95,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetCompletionCommandGroupID(groupUtility)
 	root.AddCommand(
 		newGetCommand(g), newPutCommand(g), newDelCommand(g), newTxnCommand(g), newCompactionCommand(g),
-		newWatchCommand(g),
+		newWatchCommand(g), newLeaseCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g),
 		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)

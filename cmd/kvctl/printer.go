@@ -33,6 +33,13 @@ type printer interface {
 	EndpointHealth([]epHealth) error
 	EndpointHashKV([]epHashKV) error
 	Watch(*client.WatchResponse) error
+	Grant(*client.LeaseGrantResponse) error
+	// Revoke is given the revoked lease's ID: the response does not name it.
+	Revoke(id client.LeaseID, r *client.LeaseRevokeResponse) error
+	KeepAlive(*client.LeaseKeepAliveResponse) error
+	// TimeToLive is told whether the attached keys were asked for.
+	TimeToLive(r *client.LeaseTimeToLiveResponse, keys bool) error
+	Leases(*client.LeaseLeasesResponse) error
 }
 
 // epStatus, epHealth and epHashKV are one endpoint's answer; their JSON
