@@ -89,6 +89,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddGroup(
 		&cobra.Group{ID: groupKV, Title: "Key-value commands"},
 		&cobra.Group{ID: groupCluster, Title: "Cluster maintenance commands"},
+		&cobra.Group{ID: groupConcurrency, Title: "Concurrency commands"},
 		&cobra.Group{ID: groupUtility, Title: "Utility commands"},
 	)
 	root.SetHelpCommandGroupID(groupUtility)
@@ -96,6 +97,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.AddCommand(
 		newGetCommand(g), newPutCommand(g), newDelCommand(g), newTxnCommand(g), newCompactionCommand(g),
 		newWatchCommand(g), newLeaseCommand(g),
+		newLockCommand(g), newElectCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g),
 		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)
@@ -105,9 +107,10 @@ func newRoot(g *globals) *cobra.Command {
 
 // Command groups in help output.
 const (
-	groupKV      = "kv"
-	groupCluster = "cluster"
-	groupUtility = "utility"
+	groupKV          = "kv"
+	groupCluster     = "cluster"
+	groupConcurrency = "concurrency"
+	groupUtility     = "utility"
 )
 
 func init() {
