@@ -270,12 +270,12 @@ func TestChecker(t *testing.T) {
 			ops: []porcupine.Operation{
 				put(0, 0, 1, "a", "1", 2),
 				put(0, 2, 3, "b", "1", 3),
-				multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{OpPut, "a", "2"}, {OpDelete, "b", ""}},
+				multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{Kind: OpPut, Key: "a", Value: "2"}, {Kind: OpDelete, Key: "b", Value: ""}},
 					Output{Succeeded: true, Deleted: 1, Revision: 4}),
 				rangeOp(1, 6, 7, "a", "z", 0, 1, 4, kv("a", "2", 2, 4, 2)),
-				multiTxn(1, 8, 9, []Cmp{{"b", 0}}, []TxnOp{{OpDelete, "b", ""}, {OpDelete, "c", ""}},
+				multiTxn(1, 8, 9, []Cmp{{"b", 0}}, []TxnOp{{Kind: OpDelete, Key: "b", Value: ""}, {Kind: OpDelete, Key: "c", Value: ""}},
 					Output{Succeeded: true, Revision: 4}),
-				multiTxn(1, 10, 11, []Cmp{{"a", 2}}, []TxnOp{{OpPut, "c", "1"}},
+				multiTxn(1, 10, 11, []Cmp{{"a", 2}}, []TxnOp{{Kind: OpPut, Key: "c", Value: "1"}},
 					Output{Revision: 4, KVs: []KV{kv("a", "2", 2, 4, 2)}, Count: 1}),
 			},
 			want: porcupine.Ok,
@@ -285,7 +285,7 @@ func TestChecker(t *testing.T) {
 			ops: []porcupine.Operation{
 				put(0, 0, 1, "a", "1", 2),
 				put(0, 2, 3, "b", "1", 3),
-				multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{OpPut, "a", "2"}, {OpDelete, "b", ""}},
+				multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{Kind: OpPut, Key: "a", Value: "2"}, {Kind: OpDelete, Key: "b", Value: ""}},
 					Output{Succeeded: true, Deleted: 1, Revision: 4}),
 				// The put is visible, the delete is not.
 				rangeOp(1, 6, 7, "a", "z", 0, 2, 4, kv("a", "2", 2, 4, 2), kv("b", "1", 3, 3, 1)),
@@ -295,7 +295,7 @@ func TestChecker(t *testing.T) {
 		{
 			name: "multi-op txn takes a revision per write",
 			ops: []porcupine.Operation{
-				multiTxn(0, 0, 1, []Cmp{{"a", 0}, {"b", 0}}, []TxnOp{{OpPut, "a", "1"}, {OpPut, "b", "1"}},
+				multiTxn(0, 0, 1, []Cmp{{"a", 0}, {"b", 0}}, []TxnOp{{Kind: OpPut, Key: "a", Value: "1"}, {Kind: OpPut, Key: "b", Value: "1"}},
 					Output{Succeeded: true, Revision: 3}),
 			},
 			want: porcupine.Illegal,
@@ -303,7 +303,7 @@ func TestChecker(t *testing.T) {
 		{
 			name: "multi-op txn of deletes of absent keys moves the revision",
 			ops: []porcupine.Operation{
-				multiTxn(0, 0, 1, []Cmp{{"a", 0}}, []TxnOp{{OpDelete, "a", ""}}, Output{Succeeded: true, Revision: 2}),
+				multiTxn(0, 0, 1, []Cmp{{"a", 0}}, []TxnOp{{Kind: OpDelete, Key: "a", Value: ""}}, Output{Succeeded: true, Revision: 2}),
 			},
 			want: porcupine.Illegal,
 		},
@@ -387,7 +387,7 @@ func TestChecker(t *testing.T) {
 			name: "failed multi-op txn settled by the log",
 			ops: []porcupine.Operation{
 				put(0, 0, 1, "b", "1", 2),
-				multiTxn(0, 2, 3, []Cmp{{"a", 0}, {"b", 2}}, []TxnOp{{OpPut, "a", "x"}, {OpDelete, "b", ""}},
+				multiTxn(0, 2, 3, []Cmp{{"a", 0}, {"b", 2}}, []TxnOp{{Kind: OpPut, Key: "a", Value: "x"}, {Kind: OpDelete, Key: "b", Value: ""}},
 					Output{Err: "context deadline exceeded"}),
 				rangeOp(1, 4, 5, "a", "z", 0, 1, 3, kv("a", "x", 3, 3, 1)),
 			},

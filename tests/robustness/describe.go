@@ -12,9 +12,16 @@ func describe(in Input, out Output) string {
 	if out.Err != "" {
 		return call + " -> error (unknown outcome): " + out.Err
 	}
+	if out.LeaseErr != "" {
+		return call + " -> refused: " + out.LeaseErr
+	}
 	switch in.Kind {
-	case OpPut:
+	case OpPut, OpRevoke:
 		return fmt.Sprintf("%s -> rev %d", call, out.Revision)
+	case OpGrant:
+		return fmt.Sprintf("%s -> lease %x, rev %d", call, out.LeaseID, out.Revision)
+	case OpKeepAlive:
+		return fmt.Sprintf("%s -> renewed %v", call, out.Succeeded)
 	case OpDelete:
 		return fmt.Sprintf("%s -> deleted %d, rev %d", call, out.Deleted, out.Revision)
 	case OpCompact:
@@ -37,13 +44,22 @@ func describe(in Input, out Output) string {
 	if !out.Found {
 		return fmt.Sprintf("%s -> absent, rev %d", call, out.Revision)
 	}
-	return fmt.Sprintf("%s -> %q c%d m%d v%d, rev %d", call, out.Value, out.CreateRev, out.ModRev, out.Version, out.Revision)
+	return fmt.Sprintf("%s -> %q c%d m%d v%d l%x, rev %d", call, out.Value, out.CreateRev, out.ModRev, out.Version, out.Lease, out.Revision)
 }
 
 func describeCall(in Input) string {
 	switch in.Kind {
 	case OpPut:
+		if in.LeaseID != 0 {
+			return fmt.Sprintf("put(%s, %q, lease %x)", in.Key, in.Value, in.LeaseID)
+		}
 		return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
+	case OpGrant:
+		return "grant()"
+	case OpRevoke:
+		return fmt.Sprintf("revoke(%x)", in.LeaseID)
+	case OpKeepAlive:
+		return fmt.Sprintf("keepalive(%x)", in.LeaseID)
 	case OpGet:
 		return fmt.Sprintf("get(%s)", in.Key)
 	case OpRange:
@@ -73,5 +89,5 @@ func describeCall(in Input) string {
 }
 
 func describeKV(k KV) string {
-	return fmt.Sprintf("%s=%q c%d m%d v%d", k.Key, k.Value, k.CreateRev, k.ModRev, k.Version)
+	return fmt.Sprintf("%s=%q c%d m%d v%d l%x", k.Key, k.Value, k.CreateRev, k.ModRev, k.Version, k.Lease)
 }

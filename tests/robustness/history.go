@@ -3,6 +3,7 @@ package robustness
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -78,12 +80,12 @@ func (cl *Client) do(in Input, fn func(ctx context.Context) Output) Output {
 	return out
 }
 
-// Put writes key=value.
-func (cl *Client) Put(key, value string) Output {
-	return cl.do(Input{Kind: OpPut, Key: key, Value: value}, func(ctx context.Context) Output {
-		resp, err := cl.c.Put(ctx, key, value)
+// Put writes key=value, attached to lease (0: none).
+func (cl *Client) Put(key, value string, lease int64) Output {
+	return cl.do(Input{Kind: OpPut, Key: key, Value: value, LeaseID: lease}, func(ctx context.Context) Output {
+		resp, err := cl.c.Put(ctx, key, value, clientv3.WithLease(clientv3.LeaseID(lease)))
 		if err != nil {
-			return Output{Err: err.Error()}
+			return leaseErrOutput(err)
 		}
 		return Output{Revision: resp.Header.Revision}
 	})
@@ -215,6 +217,7 @@ func readOutput(rev int64, kvs []*mvccpb.KeyValue) Output {
 		out.ModRev = kv.ModRevision
 		out.CreateRev = kv.CreateRevision
 		out.Version = kv.Version
+		out.Lease = kv.Lease
 	}
 	return out
 }
@@ -222,7 +225,7 @@ func readOutput(rev int64, kvs []*mvccpb.KeyValue) Output {
 func rangeOutput(rev int64, kvs []*mvccpb.KeyValue, count int64, more bool) Output {
 	out := Output{Revision: rev, Count: count, More: more, KVs: make([]KV, len(kvs))}
 	for i, kv := range kvs {
-		out.KVs[i] = KV{Key: string(kv.Key), Value: string(kv.Value), CreateRev: kv.CreateRevision, ModRev: kv.ModRevision, Version: kv.Version}
+		out.KVs[i] = KV{Key: string(kv.Key), Value: string(kv.Value), CreateRev: kv.CreateRevision, ModRev: kv.ModRevision, Version: kv.Version, Lease: kv.Lease}
 	}
 	return out
 }
@@ -258,7 +261,10 @@ func (r *Recorder) Operations(log *EventLog) []porcupine.Operation {
 //     of its key that a successful request does not account for. A
 //     delete of an absent key changes nothing, not even the revision, so
 //     dropping it loses nothing. Otherwise it stays open to the end.
-//   - A compaction leaves nothing in the log and stays open.
+//   - A compaction leaves nothing in the log and stays open, as does a
+//     revoke: nothing tells which deletes in the log are its own.
+//   - A failed grant or keep-alive is dropped: the workload never uses a
+//     lease whose grant failed, and a renewal changes nothing.
 func prepare(ops []porcupine.Operation, log *EventLog) []porcupine.Operation {
 	var written map[string]int64
 	var deleted map[string]bool
@@ -275,7 +281,11 @@ func prepare(ops []porcupine.Operation, log *EventLog) []porcupine.Operation {
 		}
 		value, writesValue := uniqueValue(in)
 		switch {
-		case in.Kind == OpGet || in.Kind == OpRange:
+		case in.Kind == OpGet || in.Kind == OpRange || in.Kind == OpKeepAlive:
+			continue
+		case in.Kind == OpGrant:
+			// The workload uses no lease whose grant failed, so a
+			// lease it may have granted changes nothing it reads.
 			continue
 		case log != nil && writesValue:
 			rev, ok := written[value]
@@ -397,4 +407,46 @@ func WriteResults(dir string, model porcupine.Model, ops []porcupine.Operation, 
 		return err
 	}
 	return porcupine.VisualizePath(model, info, filepath.Join(dir, "visualization.html"))
+}
+
+// leaseErrOutput records err, telling the server's definite "lease not
+// found" from an unknown outcome.
+func leaseErrOutput(err error) Output {
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return Output{LeaseErr: LeaseNotFound}
+	}
+	return Output{Err: err.Error()}
+}
+
+// Grant grants a lease of ttl seconds.
+func (cl *Client) Grant(ttl int64) Output {
+	return cl.do(Input{Kind: OpGrant}, func(ctx context.Context) Output {
+		resp, err := cl.c.Grant(ctx, ttl)
+		if err != nil {
+			return Output{Err: err.Error()}
+		}
+		return Output{Revision: resp.ResponseHeader.Revision, LeaseID: int64(resp.ID)}
+	})
+}
+
+// Revoke revokes lease id.
+func (cl *Client) Revoke(id int64) Output {
+	return cl.do(Input{Kind: OpRevoke, LeaseID: id}, func(ctx context.Context) Output {
+		resp, err := cl.c.Revoke(ctx, clientv3.LeaseID(id))
+		if err != nil {
+			return leaseErrOutput(err)
+		}
+		return Output{Revision: resp.Header.Revision}
+	})
+}
+
+// KeepAlive renews lease id once.
+func (cl *Client) KeepAlive(id int64) Output {
+	return cl.do(Input{Kind: OpKeepAlive, LeaseID: id}, func(ctx context.Context) Output {
+		resp, err := cl.c.KeepAliveOnce(ctx, clientv3.LeaseID(id))
+		if err != nil {
+			return leaseErrOutput(err)
+		}
+		return Output{Revision: resp.ResponseHeader.Revision, Succeeded: resp.TTL > 0}
+	})
 }

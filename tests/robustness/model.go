@@ -11,6 +11,7 @@ package robustness
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -36,7 +37,18 @@ const (
 	OpMultiTxn OpKind = "multitxn"
 	// OpCompact compacts the store's history at Revision.
 	OpCompact OpKind = "compact"
+	// OpGrant grants a lease; the server picks its ID (Output.LeaseID).
+	OpGrant OpKind = "grant"
+	// OpRevoke revokes lease LeaseID, deleting its keys at one revision.
+	OpRevoke OpKind = "revoke"
+	// OpKeepAlive renews lease LeaseID once; it changes nothing the
+	// model tracks, but it must succeed exactly while the lease exists.
+	OpKeepAlive OpKind = "keepalive"
 )
+
+// LeaseNotFound is the server's definite refusal of a request naming a
+// lease that does not exist (put with it, revoke, keep-alive).
+const LeaseNotFound = "lease not found"
 
 // Cmp is a compare of a multi-op txn: mod_revision(Key) == ModRev, with
 // 0 standing for an absent key, as in etcd.
@@ -51,6 +63,7 @@ type TxnOp struct {
 	Kind  OpKind `json:"kind"`
 	Key   string `json:"key"`
 	Value string `json:"value,omitempty"`
+	Lease int64  `json:"lease,omitempty"`
 }
 
 // Input is one request as the client sent it. Which fields mean
@@ -65,6 +78,9 @@ type Input struct {
 	Cmps         []Cmp   `json:"cmps,omitempty"`
 	Then         []TxnOp `json:"then,omitempty"`
 	Revision     int64   `json:"revision,omitempty"`
+	// LeaseID is the lease a put attaches its key to (0: none), or the
+	// lease a revoke or keep-alive names.
+	LeaseID int64 `json:"leaseID,omitempty"`
 }
 
 // KV is one key as a read returns it and as the model holds it.
@@ -74,6 +90,7 @@ type KV struct {
 	CreateRev int64  `json:"createRev"`
 	ModRev    int64  `json:"modRev"`
 	Version   int64  `json:"version"`
+	Lease     int64  `json:"lease,omitempty"`
 }
 
 // Compaction refusals: definite answers from the server, unlike Err.
@@ -95,6 +112,7 @@ type Output struct {
 	ModRev    int64  `json:"modRev,omitempty"`
 	CreateRev int64  `json:"createRev,omitempty"`
 	Version   int64  `json:"version,omitempty"`
+	Lease     int64  `json:"lease,omitempty"`
 
 	// Range, and the else branch of a MultiTxn.
 	KVs   []KV  `json:"kvs,omitempty"`
@@ -109,17 +127,26 @@ type Output struct {
 
 	// Compact: CompactedErr or FutureErr when the server refused it.
 	CompactErr string `json:"compactErr,omitempty"`
+
+	// Grant: the lease granted. Put, revoke and keep-alive: LeaseErr is
+	// LeaseNotFound when the server refused the lease they named; a
+	// keep-alive that renewed it has Succeeded set.
+	LeaseID  int64  `json:"leaseID,omitempty"`
+	LeaseErr string `json:"leaseErr,omitempty"`
 }
 
 // State is the model's state: the store's revision, the revision its
-// history was last compacted at (0 for never) and its live keys, sorted
-// by key. States are never changed once built; a step makes a new one.
-// The hash is computed once, when the state is built, so that
-// porcupine's cache lookups cost little.
+// history was last compacted at (0 for never), its live keys, sorted by
+// key, and its leases, sorted. Leases never expire in the model: the
+// workload keeps every lease it uses alive, so a key of a lease goes
+// only when the lease is revoked. States are never changed once built;
+// a step makes a new one. The hash is computed once, when the state is
+// built, so that porcupine's cache lookups cost little.
 type State struct {
 	Revision  int64
 	Compacted int64
 	Keys      []KV
+	Leases    []int64
 	hash      uint64
 }
 
@@ -145,15 +172,23 @@ func hashString(h uint64, s string) uint64 {
 	return (h ^ 0xff) * fnvPrime
 }
 
-func newState(rev, compacted int64, keys []KV) *State {
-	s := &State{Revision: rev, Compacted: compacted, Keys: keys}
+func newState(rev, compacted int64, keys []KV, leases []int64) *State {
+	s := &State{Revision: rev, Compacted: compacted, Keys: keys, Leases: leases}
 	h := hashInt(hashInt(fnvOffset, rev), compacted)
 	for _, k := range keys {
 		h = hashString(hashString(h, k.Key), k.Value)
-		h = hashInt(hashInt(hashInt(h, k.CreateRev), k.ModRev), k.Version)
+		h = hashInt(hashInt(hashInt(hashInt(h, k.CreateRev), k.ModRev), k.Version), k.Lease)
+	}
+	for _, l := range leases {
+		h = hashInt(h, l)
 	}
 	s.hash = h
 	return s
+}
+
+func (s *State) hasLease(id int64) bool {
+	_, ok := slices.BinarySearch(s.Leases, id)
+	return ok
 }
 
 func find(keys []KV, key string) (int, bool) {
@@ -195,17 +230,17 @@ func (s *State) write(ops []TxnOp) (*State, int64) {
 			deleted++
 		case ok:
 			old := keys[i]
-			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: old.CreateRev, ModRev: rev, Version: old.Version + 1}
+			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: old.CreateRev, ModRev: rev, Version: old.Version + 1, Lease: op.Lease}
 		default:
 			keys = append(keys, KV{})
 			copy(keys[i+1:], keys[i:])
-			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: rev, ModRev: rev, Version: 1}
+			keys[i] = KV{Key: op.Key, Value: op.Value, CreateRev: rev, ModRev: rev, Version: 1, Lease: op.Lease}
 		}
 	}
 	if keys == nil {
 		return s, 0
 	}
-	return newState(rev, s.Compacted, keys), deleted
+	return newState(rev, s.Compacted, keys, s.Leases), deleted
 }
 
 // readMatches says whether a read of key at this state returns out.
@@ -219,7 +254,7 @@ func (s *State) readMatches(key string, out Output) bool {
 	}
 	k := s.Keys[i]
 	return out.Found && out.Value == k.Value && out.ModRev == k.ModRev &&
-		out.CreateRev == k.CreateRev && out.Version == k.Version
+		out.CreateRev == k.CreateRev && out.Version == k.Version && out.Lease == k.Lease
 }
 
 // rangeMatches says whether a read of [key, end) limited to limit keys
@@ -253,7 +288,7 @@ func (s *State) rangeMatches(key, end string, limit int64, out Output) bool {
 
 // compact returns the state after a successful compaction at rev.
 func (s *State) compact(rev int64) *State {
-	return newState(s.Revision, rev, s.Keys)
+	return newState(s.Revision, rev, s.Keys, s.Leases)
 }
 
 // canCompact says whether a compaction at rev would succeed. etcd and
@@ -274,8 +309,13 @@ func step(s *State, in Input, out Output) (bool, *State) {
 	failed := out.Err != ""
 	switch in.Kind {
 	case OpPut:
-		next, _ := s.write([]TxnOp{{Kind: OpPut, Key: in.Key, Value: in.Value}})
-		return failed || out.Revision == next.Revision, next
+		if in.LeaseID != 0 && !s.hasLease(in.LeaseID) {
+			return failed || out.LeaseErr == LeaseNotFound, s
+		}
+		next, _ := s.write([]TxnOp{{Kind: OpPut, Key: in.Key, Value: in.Value, Lease: in.LeaseID}})
+		return failed || (out.LeaseErr == "" && out.Revision == next.Revision), next
+	case OpGrant, OpRevoke, OpKeepAlive:
+		return stepLease(s, in, out)
 	case OpGet:
 		// Failed reads are dropped from the history before checking;
 		// accept one here all the same, as it changes nothing.
@@ -334,7 +374,7 @@ func step(s *State, in Input, out Output) (bool, *State) {
 // global revision, which every response reports.
 func Model(initialRevision int64) porcupine.Model {
 	return porcupine.Model{
-		Init: func() interface{} { return newState(initialRevision, 0, nil) },
+		Init: func() interface{} { return newState(initialRevision, 0, nil, nil) },
 		Step: func(state, input, output interface{}) (bool, interface{}) {
 			return step(state.(*State), input.(Input), output.(Output))
 		},
@@ -344,7 +384,8 @@ func Model(initialRevision int64) porcupine.Model {
 			if sa == sb {
 				return true
 			}
-			if sa.hash != sb.hash || sa.Revision != sb.Revision || sa.Compacted != sb.Compacted || len(sa.Keys) != len(sb.Keys) {
+			if sa.hash != sb.hash || sa.Revision != sb.Revision || sa.Compacted != sb.Compacted ||
+				len(sa.Keys) != len(sb.Keys) || !slices.Equal(sa.Leases, sb.Leases) {
 				return false
 			}
 			for i := range sa.Keys {
@@ -360,7 +401,7 @@ func Model(initialRevision int64) porcupine.Model {
 		DescribeState: func(state interface{}) string {
 			s := state.(*State)
 			var b strings.Builder
-			fmt.Fprintf(&b, "rev=%d compacted=%d {", s.Revision, s.Compacted)
+			fmt.Fprintf(&b, "rev=%d compacted=%d leases=%x {", s.Revision, s.Compacted, s.Leases)
 			for i, k := range s.Keys {
 				if i > 0 {
 					b.WriteString(", ")

@@ -30,11 +30,12 @@ type Event struct {
 	CreateRev int64  `json:"createRev,omitempty"`
 	ModRev    int64  `json:"modRev"`
 	Version   int64  `json:"version,omitempty"`
+	Lease     int64  `json:"lease,omitempty"`
 }
 
 func eventOf(ev *clientv3.Event) Event {
 	e := Event{Type: EventPut, Key: string(ev.Kv.Key), Value: string(ev.Kv.Value),
-		CreateRev: ev.Kv.CreateRevision, ModRev: ev.Kv.ModRevision, Version: ev.Kv.Version}
+		CreateRev: ev.Kv.CreateRevision, ModRev: ev.Kv.ModRevision, Version: ev.Kv.Version, Lease: ev.Kv.Lease}
 	if ev.Type == mvccpb.DELETE {
 		e.Type = EventDelete
 	}

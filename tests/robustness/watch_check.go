@@ -115,7 +115,7 @@ func CheckEventLog(log *EventLog, ops []porcupine.Operation) []error {
 		if !inRange(kv.ModRev) {
 			return true
 		}
-		want := Event{Type: EventPut, Key: kv.Key, Value: kv.Value, CreateRev: kv.CreateRev, ModRev: kv.ModRev, Version: kv.Version}
+		want := Event{Type: EventPut, Key: kv.Key, Value: kv.Value, CreateRev: kv.CreateRev, ModRev: kv.ModRev, Version: kv.Version, Lease: kv.Lease}
 		for _, ev := range byRev[kv.ModRev] {
 			if ev == want {
 				return true
@@ -127,7 +127,7 @@ func CheckEventLog(log *EventLog, ops []porcupine.Operation) []error {
 
 	for _, op := range ops {
 		in, out := op.Input.(Input), op.Output.(Output)
-		if out.Err != "" || out.CompactErr != "" {
+		if out.Err != "" || out.CompactErr != "" || out.LeaseErr != "" {
 			continue
 		}
 		missing := func(what string) bool {
@@ -157,7 +157,7 @@ func CheckEventLog(log *EventLog, ops []porcupine.Operation) []error {
 			}
 		case in.Kind == OpGet || in.Kind == OpTxn:
 			if out.Found {
-				more = checkKV(op, KV{Key: in.Key, Value: out.Value, CreateRev: out.CreateRev, ModRev: out.ModRev, Version: out.Version})
+				more = checkKV(op, KV{Key: in.Key, Value: out.Value, CreateRev: out.CreateRev, ModRev: out.ModRev, Version: out.Version, Lease: out.Lease})
 			}
 		case in.Kind == OpRange || in.Kind == OpMultiTxn:
 			for _, kv := range out.KVs {

@@ -14,7 +14,7 @@ func goodRun() ([]porcupine.Operation, *EventLog) {
 	ops := []porcupine.Operation{
 		put(0, 0, 1, "a", "1", 2),
 		put(1, 0, 3, "b", "1", 3),
-		multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{OpPut, "a", "2"}, {OpDelete, "b", ""}},
+		multiTxn(0, 4, 5, []Cmp{{"a", 2}, {"b", 3}}, []TxnOp{{Kind: OpPut, Key: "a", Value: "2"}, {Kind: OpDelete, Key: "b", Value: ""}},
 			Output{Succeeded: true, Deleted: 1, Revision: 4}),
 		get(1, 6, 7, "a", "2", 2, 4, 2, 4),
 		rangeOp(1, 8, 9, "a", "z", 0, 1, 4, kv("a", "2", 2, 4, 2)),

@@ -43,7 +43,24 @@ type worker struct {
 	// lastRev is the highest response revision this worker has seen.
 	lastRev int64
 	n       int
+
+	// lease is the worker's current lease (0: none), which it keeps
+	// alive, attaches some of its puts to, and revokes at revokeAt.
+	lease     int64
+	renewedAt time.Time
+	revokeAt  time.Time
 }
+
+// Leases of the workload. The model has no clock: a lease's keys may go
+// only when it is revoked, so every lease is renewed far more often than
+// its TTL, through faults that last seconds, and lives for several TTLs
+// in long runs only because it is kept alive.
+const (
+	leaseTTL     = 15 // seconds
+	leaseRenew   = time.Second
+	leaseMinLife = 2 * time.Second
+	leaseMaxLife = 30 * time.Second
+)
 
 // runWorker issues requests one at a time until ctx ends, at most one
 // every pace. compactBound may be nil; see worker.
@@ -64,10 +81,15 @@ func runWorker(ctx context.Context, id int, rng *rand.Rand, c *Client, pace time
 }
 
 // step issues one request. The mix is about 30% gets, 10% range reads,
-// 22% puts, 8% deletes, 13% single-key txns, 16% multi-op txns and 0.5%
-// compactions.
+// 22% puts (a third of them with the worker's lease, while it has one),
+// 8% deletes, 13% single-key txns, 16% multi-op txns and 0.5%
+// compactions; and, on their own clock, a lease's grant, keep-alives and
+// revocation (leaseStep).
 func (w *worker) step() Output {
 	w.n++
+	if out, ok := w.leaseStep(); ok {
+		return out
+	}
 	key := w.key()
 	value := fmt.Sprintf("w%d-%d", w.id, w.n) // unique, so a stale value is never mistaken for a fresh one
 	var out Output
@@ -92,8 +114,12 @@ func (w *worker) step() Output {
 		out = w.c.Range(rangeStart, rangeEnd, limit)
 		w.sawRange(out, limit == 0)
 	case r < 620:
-		out = w.c.Put(key, value)
-		if out.Err == "" {
+		var lease int64
+		if r%3 == 0 {
+			lease = w.lease
+		}
+		out = w.c.Put(key, value, lease)
+		if out.Err == "" && out.LeaseErr == "" {
 			w.lastModRev[key] = out.Revision
 		}
 	case r < 700:
@@ -117,6 +143,34 @@ func (w *worker) step() Output {
 		w.lastRev = out.Revision
 	}
 	return out
+}
+
+// leaseStep grants a lease when the worker has none, renews it every
+// leaseRenew and revokes it at the end of its life, and says whether it
+// issued a request. A lease whose revocation or renewal failed or was
+// refused is given up: a new one is granted next.
+func (w *worker) leaseStep() (Output, bool) {
+	now := time.Now()
+	var out Output
+	switch {
+	case w.lease == 0:
+		if out = w.c.Grant(leaseTTL); out.Err == "" {
+			w.lease, w.renewedAt = out.LeaseID, now
+			w.revokeAt = now.Add(leaseMinLife + time.Duration(w.rng.Int63n(int64(leaseMaxLife-leaseMinLife))))
+		}
+	case now.After(w.revokeAt):
+		out = w.c.Revoke(w.lease)
+		w.lease = 0
+	case now.Sub(w.renewedAt) >= leaseRenew:
+		if out = w.c.KeepAlive(w.lease); out.Err == "" && out.Succeeded {
+			w.renewedAt = now
+		} else if out.Err == "" {
+			w.lease = 0
+		}
+	default:
+		return Output{}, false
+	}
+	return out, true
 }
 
 func (w *worker) key() string { return fmt.Sprintf("key%d", w.rng.Intn(workloadKeys)) }
@@ -211,7 +265,7 @@ func Summary(ops []porcupine.Operation) string {
 		}
 	}
 	var b strings.Builder
-	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact} {
+	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact, OpGrant, OpKeepAlive, OpRevoke} {
 		c := counts[k]
 		if c == nil {
 			continue
