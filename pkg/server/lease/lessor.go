@@ -62,7 +62,8 @@ type lease struct {
 
 	// Kept by the primary only.
 	expiry         time.Time
-	heapAt         time.Time // the heap entry that is current for this lease
+	dueAt          time.Time // when the expiry heap offers it next
+	index          int       // in the expiry heap; -1 when not in it
 	nextCheckpoint time.Time // zero when none is due
 }
 
@@ -112,7 +113,7 @@ func (l *Lessor) Grant(w Writer, id, ttl int64) (int64, error) {
 	if _, ok := l.leases[id]; ok {
 		return 0, ErrExists
 	}
-	le := &lease{id: id, ttl: max(ttl, l.cfg.MinTTL), keys: map[string]struct{}{}}
+	le := &lease{id: id, ttl: max(ttl, l.cfg.MinTTL), keys: map[string]struct{}{}, index: -1}
 	l.leases[id] = le
 	le.persist(w)
 	if l.primary {
@@ -131,6 +132,7 @@ func (l *Lessor) Revoke(w Writer, id int64) ([]string, error) {
 		return nil, ErrNotFound
 	}
 	delete(l.leases, id)
+	l.unschedule(le)
 	w.DeleteRecord(backend.Lease, recordKey(id))
 	keys := make([]string, 0, len(le.keys))
 	for k := range le.keys {
@@ -257,6 +259,7 @@ func (l *Lessor) Recover(db Scanner, attached func(yield func(key []byte, id int
 			ttl:       int64(binary.BigEndian.Uint64(v[8:])),
 			remaining: int64(binary.BigEndian.Uint64(v[16:])),
 			keys:      map[string]struct{}{},
+			index:     -1,
 		}
 		leases[le.id] = le
 		return true
@@ -282,27 +285,45 @@ func (l *Lessor) Recover(db Scanner, attached func(yield func(key []byte, id int
 // ceilSeconds is d in whole seconds, rounded up.
 func ceilSeconds(d time.Duration) int64 { return int64(math.Ceil(d.Seconds())) }
 
-// expiryHeap orders the primary's pending expiries. An entry is stale,
-// and skipped, once its lease was renewed or revoked since it was pushed.
-type expiryHeap []expiryItem
-
-type expiryItem struct {
-	id int64
-	at time.Time
-}
+// expiryHeap orders the primary's leases by when each is next due: its
+// expiry, or the retry of a revocation proposed and not yet applied. Each
+// lease is in it at most once, at its index, so a renewal moves it in
+// place.
+type expiryHeap []*lease
 
 func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].dueAt.Before(h[j].dueAt) }
+func (h expiryHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *expiryHeap) Push(x any) {
+	le := x.(*lease)
+	le.index = len(*h)
+	*h = append(*h, le)
+}
 func (h *expiryHeap) Pop() any {
 	old := *h
-	it := old[len(old)-1]
+	le := old[len(old)-1]
+	old[len(old)-1] = nil
 	*h = old[:len(old)-1]
-	return it
+	le.index = -1
+	return le
 }
 
+// schedule makes le due at at. The caller holds mu and is the primary.
 func (l *Lessor) schedule(le *lease, at time.Time) {
-	le.heapAt = at
-	heap.Push(&l.expiry, expiryItem{id: le.id, at: at})
+	le.dueAt = at
+	if le.index >= 0 {
+		heap.Fix(&l.expiry, le.index)
+		return
+	}
+	heap.Push(&l.expiry, le)
+}
+
+// unschedule takes le out of the heap, if it is there.
+func (l *Lessor) unschedule(le *lease) {
+	if le.index >= 0 {
+		heap.Remove(&l.expiry, le.index)
+	}
 }

@@ -91,10 +91,16 @@ func TestRenewPushesExpiryBack(t *testing.T) {
 			t.Fatalf("renew = %d, %v", ttl, err)
 		}
 	}
+	if len(l.expiry) != 3 {
+		t.Fatalf("expiry heap holds %d entries for 3 leases: renewals must move a lease, not add one", len(l.expiry))
+	}
 	got := l.Expired(10)
 	slices.Sort(got)
 	if !slices.Equal(got, []int64{1, 3}) {
 		t.Fatalf("expired %v, want [1 3]: 2 was kept alive", got)
+	}
+	if _, err := l.Revoke(w, 1); err != nil || len(l.expiry) != 2 {
+		t.Fatalf("after revoking a lease the heap holds %d entries (%v), want 2", len(l.expiry), err)
 	}
 }
 

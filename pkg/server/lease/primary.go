@@ -1,9 +1,6 @@
 package lease
 
-import (
-	"container/heap"
-	"time"
-)
+import "time"
 
 // The primary lessor is the leader's: it alone keeps time for leases.
 
@@ -15,7 +12,6 @@ func (l *Lessor) Promote(extend time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.primary = true
-	l.expiry = make(expiryHeap, 0, len(l.leases))
 	for _, le := range l.leases {
 		l.refresh(le, extend)
 	}
@@ -29,9 +25,12 @@ func (l *Lessor) Demote() {
 		return
 	}
 	l.primary = false
+	for _, le := range l.expiry {
+		le.index = -1
+	}
 	l.expiry = nil
 	for _, le := range l.leases {
-		le.expiry, le.heapAt, le.nextCheckpoint = time.Time{}, time.Time{}, time.Time{}
+		le.expiry, le.dueAt, le.nextCheckpoint = time.Time{}, time.Time{}, time.Time{}
 	}
 }
 
@@ -107,16 +106,8 @@ func (l *Lessor) Expired(limit int) []int64 {
 	}
 	now := l.cfg.Now()
 	var ids []int64
-	for len(ids) < limit && l.expiry.Len() > 0 {
-		next := l.expiry[0]
-		if next.at.After(now) {
-			break
-		}
-		heap.Pop(&l.expiry)
-		le, ok := l.leases[next.id]
-		if !ok || !le.heapAt.Equal(next.at) {
-			continue // revoked or renewed since
-		}
+	for len(ids) < limit && l.expiry.Len() > 0 && !l.expiry[0].dueAt.After(now) {
+		le := l.expiry[0]
 		ids = append(ids, le.id)
 		l.schedule(le, now.Add(retryRevoke))
 	}
