@@ -253,3 +253,85 @@ func TestLeaseSurvivesWholeClusterRestart(t *testing.T) {
 		t.Fatalf("leased key after restart: %v %v", g, err)
 	}
 }
+
+// TestLeasesSurviveSnapshotAndCompaction: a follower that catches up from
+// the leader's database, after a compaction, holds the same leases with
+// the same keys, both once the database is installed and after it
+// restarts from it: revoking a lease through it deletes the same keys on
+// every member.
+func TestLeasesSurviveSnapshotAndCompaction(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10", "--log-level", "info")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	lagging, rest := ms[2], ms[:2]
+	if followerOf(ctx, t, ms) != 2 {
+		lagging, rest = ms[0], ms[1:]
+	}
+	lagging.Stop()
+	c := client(t, rest[0].Endpoint, rest[1].Endpoint)
+	leases := map[string]clientv3.LeaseID{}
+	for _, name := range []string{"a", "b"} {
+		l, err := c.Grant(ctx, 120)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases[name] = l.ID
+		for i := range 5 {
+			if _, err := c.Put(ctx, fmt.Sprintf("lk/%s/%d", name, i), "v", clientv3.WithLease(l.ID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A key put again without the lease is no longer the lease's.
+		for _, id := range []clientv3.LeaseID{l.ID, clientv3.NoLease} {
+			if _, err := c.Put(ctx, "lk/"+name+"/moved", "v", clientv3.WithLease(id)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var last int64
+	for i := range 200 {
+		resp, err := c.Put(ctx, fmt.Sprintf("k/%03d", i), "v")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = resp.Header.Revision
+	}
+	if _, err := c.Compact(ctx, last, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	lagging.Start()
+	eventually(t, 30*time.Second, "lagging member has every key", func() error {
+		n, err := countOn(ctx, t, lagging, "k/")
+		if err == nil && n != 200 {
+			err = fmt.Errorf("%d keys", n)
+		}
+		return err
+	})
+	if !strings.Contains(lagging.Log(), "installed snapshot from leader") {
+		t.Fatalf("the lagging member caught up without a snapshot; log:\n%s", lagging.Log())
+	}
+	revokeThrough := func(name string) {
+		t.Helper()
+		lc := client(t, lagging.Endpoint)
+		ttl, err := lc.TimeToLive(ctx, leases[name], clientv3.WithAttachedKeys())
+		if err != nil || len(ttl.Keys) != 5 || ttl.TTL <= 0 {
+			t.Fatalf("time to live of lease %s through the lagging member: %+v %v", name, ttl, err)
+		}
+		rev, err := lc.Revoke(ctx, leases[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, "every member applied the revoke alike", func() error {
+			for _, m := range ms {
+				if n, err := countOn(ctx, t, m, "lk/"+name+"/"); err != nil || n != 1 {
+					return fmt.Errorf("%s holds %d keys of lease %s (%v), want only the moved one", m.Name, n, name, err)
+				}
+			}
+			return hashesAgree(ctx, t, ms, rev.Header.Revision)
+		})
+	}
+	revokeThrough("a")
+	lagging.Kill()
+	lagging.Start()
+	revokeThrough("b")
+}
