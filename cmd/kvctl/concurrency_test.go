@@ -26,7 +26,9 @@ type concRun struct {
 }
 
 var (
-	sessionKeyRe = regexp.MustCompile(`/([0-9a-f]{16})\b`)
+	// A lock's or candidate's key ends in its session's lease ID, in
+	// unpadded hex.
+	sessionKeyRe = regexp.MustCompile(`/([0-9a-f]{8,16})\b`)
 	jsonKeyRe    = regexp.MustCompile(`"key":"([A-Za-z0-9+/=]*)"`)
 )
 
@@ -60,8 +62,9 @@ func (c *concRun) mask(s string) string {
 	})
 	for i, id := range c.sessions {
 		name := fmt.Sprintf("<s%d>", i+1)
-		s = strings.ReplaceAll(s, fmt.Sprintf("%016x", id), name)
-		s = strings.ReplaceAll(s, strconv.FormatInt(id, 10), name)
+		for _, form := range []string{strconv.FormatInt(id, 10), fmt.Sprintf("%016x", id), fmt.Sprintf("%x", id)} {
+			s = strings.ReplaceAll(s, form, name)
+		}
 	}
 	return withoutClientLog(s)
 }

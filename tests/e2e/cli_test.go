@@ -3,8 +3,10 @@ package e2e
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,13 @@ type step struct {
 	// mask hides fields that legitimately differ between servers or runs
 	// (versions, sizes, timings, raft indexes) before outputs are compared.
 	mask func(string) string
+	// grants names the lease the step grants. Lease IDs are the server's
+	// choice: the ID read from this step's output replaces {{NAME}} in
+	// later steps' args, and every output shows it as <NAME>.
+	grants string
+	// interruptAfter stops a command that runs until interrupted (elect)
+	// with SIGINT after this long; it then ends by itself.
+	interruptAfter time.Duration
 }
 
 func cmd(args ...string) step { return step{args: args} }
@@ -85,6 +94,38 @@ var behaviours = []step{
 	{args: []string{"endpoint", "status"}, mask: maskStatus},
 	{args: []string{"endpoint", "health"}, mask: maskTook},
 	{args: []string{"version"}, mask: maskVersion},
+	// Leases: keys attached, listed, renewed, revoked with the lease.
+	{args: []string{"lease", "grant", "60"}, grants: "L"},
+	cmd("put", "--lease={{L}}", "/key4", "value4"),
+	{args: []string{"lease", "timetolive", "{{L}}", "--keys"}, mask: maskRemaining},
+	{args: []string{"lease", "timetolive", "{{L}}", "--keys", "-w", "json"}, mask: maskRemaining},
+	{args: []string{"lease", "timetolive", "{{L}}", "--keys", "-w", "fields"}, mask: maskRemaining},
+	cmd("lease", "list"),
+	cmd("lease", "list", "-w", "json"),
+	cmd("lease", "keep-alive", "--once", "{{L}}"),
+	cmd("lease", "keep-alive", "--once", "{{L}}", "-w", "json"),
+	cmd("get", "/key4", "-w", "json"),
+	cmd("lease", "revoke", "{{L}}"),
+	cmd("get", "/key4"),
+	cmd("lease", "timetolive", "{{L}}"),
+	cmd("lease", "revoke", "{{L}}"),
+	cmd("lease", "keep-alive", "--once", "{{L}}"),
+	cmd("put", "--lease={{L}}", "/key5", "value5"),
+	cmd("lease", "grant", "9999999999999"),
+	cmd("lease", "grant"),
+	cmd("lease", "revoke", "zz"),
+	cmd("lease", "list"),
+	// Locks and elections, in runs that end by themselves. Their
+	// sessions' leases stay behind until they expire, as etcdctl leaves
+	// them: no lease list after this.
+	cmd("lock", "mylock", "--", "echo", "done"),
+	cmd("lock", "mylock", "--", "sh", "-c", "exit 3"),
+	cmd("lock"),
+	cmd("get", "--prefix", "mylock"),
+	{args: []string{"elect", "myelection", "p1"}, interruptAfter: 2 * time.Second, mask: maskSession},
+	{args: []string{"elect", "-l", "myelection"}, interruptAfter: time.Second},
+	cmd("get", "--prefix", "myelection"),
+	cmd("elect", "myelection"),
 }
 
 var (
@@ -100,6 +141,18 @@ var (
 	// diagnostics with timestamps, not the CLI's output.
 	clientLogRe = regexp.MustCompile(`(?m)^\{"level":.*\n`)
 )
+
+var (
+	remainingRe = regexp.MustCompile(`remaining\(\d+s\)|"ttl":\d+|"TTL" : \d+`)
+	// A session's key ends in its lease ID in unpadded hex.
+	sessionRe = regexp.MustCompile(`/[0-9a-f]{8,16}\b`)
+)
+
+// maskRemaining hides a lease's remaining TTL, which ticks.
+func maskRemaining(s string) string { return remainingRe.ReplaceAllString(s, "remaining(N)") }
+
+// maskSession hides the session lease in a lock's or leader's key.
+func maskSession(s string) string { return sessionRe.ReplaceAllString(s, "/<session>") }
 
 func maskTook(s string) string    { return tookRe.ReplaceAllString(s, "took = X") }
 func maskVersion(s string) string { return versionRe.ReplaceAllString(s, "CLI version: X") }
@@ -127,16 +180,17 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 	kvd := framework.KvdBin(t)
 	clientPort, peerPort := framework.PickPort(t), framework.PickPort(t)
 
-	run := func(cli, server string) []outcome {
+	run := func(t *testing.T, cli, server string) []outcome {
 		m := framework.StartMemberAt(t, server, "infra", clientPort, peerPort)
 		defer m.Stop()
 		out := make([]outcome, len(behaviours))
+		leases := &leaseVars{}
 		for i, st := range behaviours {
-			out[i] = runCLI(t, cli, m.Endpoint, st)
+			out[i] = runCLI(t, cli, m.Endpoint, st, leases)
 		}
 		return out
 	}
-	golden := run(etcdctl, etcd)
+	golden := run(t, etcdctl, etcd)
 	pairings := []struct{ name, cli, server string }{
 		{"kvctl-etcd", kvctl, etcd},
 		{"etcdctl-kvd", etcdctl, kvd},
@@ -144,7 +198,7 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 	}
 	for _, p := range pairings {
 		t.Run(p.name, func(t *testing.T) {
-			got := run(p.cli, p.server)
+			got := run(t, p.cli, p.server)
 			for i, st := range behaviours {
 				want := golden[i]
 				if !bytes.Equal(got[i].stdout, want.stdout) || !bytes.Equal(got[i].stderr, want.stderr) || got[i].code != want.code {
@@ -155,11 +209,55 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 	}
 }
 
+// leaseVars are the leases one run granted, by name.
+type leaseVars struct {
+	names []string
+	ids   []int64
+}
+
+// grantedRe finds the lease ID in a grant's simple, json or fields output.
+var grantedRe = regexp.MustCompile(`lease ([0-9a-f]{16}) granted|"ID" ?: ?(\d+)[,\n]`)
+
+// capture notes the lease a step granted. A failed grant (a server
+// without leases) leaves {{name}} as it is, for the comparison to show.
+func (l *leaseVars) capture(name, out string) {
+	m := grantedRe.FindStringSubmatch(out)
+	if m == nil {
+		return
+	}
+	id, err := strconv.ParseInt(m[1], 16, 64)
+	if m[1] == "" {
+		id, err = strconv.ParseInt(m[2], 10, 64)
+	}
+	if err == nil {
+		l.names, l.ids = append(l.names, name), append(l.ids, id)
+	}
+}
+
+func (l *leaseVars) expand(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		for j, name := range l.names {
+			a = strings.ReplaceAll(a, "{{"+name+"}}", fmt.Sprintf("%016x", l.ids[j]))
+		}
+		out[i] = a
+	}
+	return out
+}
+
+func (l *leaseVars) mask(b []byte) []byte {
+	for j, name := range l.names {
+		b = bytes.ReplaceAll(b, fmt.Appendf(nil, "%016x", l.ids[j]), []byte("<"+name+">"))
+		b = bytes.ReplaceAll(b, strconv.AppendInt(nil, l.ids[j], 10), []byte("<"+name+">"))
+	}
+	return b
+}
+
 // runCLI runs one step with a clean environment, so an operator's
 // ETCDCTL_* variables cannot change the outcome.
-func runCLI(t *testing.T, bin, endpoint string, st step) outcome {
+func runCLI(t *testing.T, bin, endpoint string, st step, leases *leaseVars) outcome {
 	t.Helper()
-	args := append([]string{"--endpoints", endpoint}, st.args...)
+	args := append([]string{"--endpoints", endpoint}, leases.expand(st.args)...)
 	c := exec.Command(bin, args...)
 	c.Env = framework.CleanEnv()
 	c.Stdin = strings.NewReader(st.stdin)
@@ -170,14 +268,30 @@ func runCLI(t *testing.T, bin, endpoint string, st step) outcome {
 		t.Fatal(err)
 	}
 	go func() { done <- c.Wait() }()
+	var interrupt <-chan time.Time
+	if st.interruptAfter > 0 {
+		interrupt = time.After(st.interruptAfter)
+	}
 	select {
+	case <-interrupt:
+		_ = c.Process.Signal(os.Interrupt)
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+			t.Fatalf("%s %q did not end 30s after SIGINT", bin, st.args)
+		}
 	case <-done:
 	case <-time.After(30 * time.Second):
 		_ = c.Process.Kill()
 		<-done
 		t.Fatalf("%s %q did not finish in 30s", bin, st.args)
 	}
-	o := outcome{stdout: stdout.Bytes(), stderr: clientLogRe.ReplaceAll(stderr.Bytes(), nil), code: c.ProcessState.ExitCode()}
+	if st.grants != "" {
+		leases.capture(st.grants, stdout.String())
+	}
+	o := outcome{stdout: leases.mask(stdout.Bytes()), stderr: leases.mask(clientLogRe.ReplaceAll(stderr.Bytes(), nil)), code: c.ProcessState.ExitCode()}
 	if st.mask != nil {
 		o.stdout = []byte(st.mask(string(o.stdout)))
 		o.stderr = []byte(st.mask(string(o.stderr)))
