@@ -37,23 +37,34 @@ const (
 func (s *Server) recoverLeases() error {
 	var err error
 	s.be.Read(func(tx backend.ReadTx) {
-		err = s.lessor.Recover(tx, func(yield func([]byte, int64)) {
-			rr, rerr := s.store.Range([]byte{0}, []byte{0}, mvcc.RangeOptions{})
-			if rerr != nil {
-				err = rerr
-				return
-			}
-			for _, kv := range rr.KVs {
-				if kv.Lease != lease.None {
-					yield(kv.Key, kv.Lease)
-				}
-			}
-		})
+		err = s.lessor.Recover(tx, func(yield func([]byte, int64)) { err = s.leasedKeys(yield) })
 	})
 	if err != nil {
 		return fmt.Errorf("recover leases: %w", err)
 	}
 	return nil
+}
+
+// leasedKeys reports every key that has a lease, reading the key space a
+// chunk at a time so that a large store is never in memory at once.
+func (s *Server) leasedKeys(yield func([]byte, int64)) error {
+	const chunk = 1000
+	from := []byte{0}
+	for {
+		rr, err := s.store.Range(from, []byte{0}, mvcc.RangeOptions{Limit: chunk})
+		if err != nil {
+			return err
+		}
+		for _, kv := range rr.KVs {
+			if kv.Lease != lease.None {
+				yield(kv.Key, kv.Lease)
+			}
+		}
+		if len(rr.KVs) < chunk {
+			return nil
+		}
+		from = append(rr.KVs[len(rr.KVs)-1].Key, 0)
+	}
 }
 
 // leaseLoop revokes expired leases and checkpoints long ones while this

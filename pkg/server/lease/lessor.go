@@ -167,6 +167,14 @@ func (l *Lessor) Exists(id int64) bool {
 // Attach makes key belong to lease id (0: to none), taking it from the
 // lease it belonged to.
 func (l *Lessor) Attach(key []byte, id int64) {
+	// Most puts neither have nor had a lease: a shared lock and a lookup
+	// that does not copy the key tell so.
+	l.mu.RLock()
+	old, had := l.owners[string(key)]
+	l.mu.RUnlock()
+	if old == id || (!had && id == None) {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	k := string(key)
@@ -244,8 +252,9 @@ type Scanner interface {
 }
 
 // Recover replaces the lessor's leases with those stored in db, and
-// attaches to them the keys that attached(yield) reports. The member is a
-// follower again until promoted.
+// attaches to them the keys that attached(yield) reports; it calls
+// attached only when some lease exists. The member is a follower again
+// until promoted.
 func (l *Lessor) Recover(db Scanner, attached func(yield func(key []byte, id int64))) error {
 	leases := map[int64]*lease{}
 	var err error
