@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/kvd-io/kvd/tests/framework"
@@ -334,4 +336,39 @@ func TestLeasesSurviveSnapshotAndCompaction(t *testing.T) {
 	lagging.Kill()
 	lagging.Start()
 	revokeThrough("b")
+}
+
+// TestLeaseRenewThroughFollower: a follower passes renewals and TTL
+// questions to the leader, and answers with the TTL the leader granted;
+// a follower's list of leases is its own.
+func TestLeaseRenewThroughFollower(t *testing.T) {
+	ms := framework.StartKvdCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	leader := leaderOf(ctx, t, ms)
+	follower := ms[(leader+1)%len(ms)]
+	l, err := client(t, ms[leader].Endpoint).Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := client(t, follower.Endpoint)
+	time.Sleep(1100 * time.Millisecond)
+	before, err := fc.TimeToLive(ctx, l.ID)
+	if err != nil || before.GrantedTTL != 30 || before.TTL >= 30 || before.TTL < 25 {
+		t.Fatalf("time to live through a follower: %+v %v; want 30 granted, a little less left", before, err)
+	}
+	ka, err := fc.KeepAliveOnce(ctx, l.ID)
+	if err != nil || ka.TTL != 30 {
+		t.Fatalf("renewal through a follower: %+v %v", ka, err)
+	}
+	after, err := fc.TimeToLive(ctx, l.ID)
+	if err != nil || after.TTL <= before.TTL {
+		t.Fatalf("after the renewal the lease has %ds left, before it %ds", after.TTL, before.TTL)
+	}
+	if list, err := fc.Leases(ctx); err != nil || len(list.Leases) != 1 {
+		t.Fatalf("leases through a follower: %v %v", list, err)
+	}
+	if _, err := fc.KeepAliveOnce(ctx, l.ID+1); !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		t.Fatalf("renewal of an unknown lease through a follower: %v", err)
+	}
 }
