@@ -65,6 +65,9 @@ type lease struct {
 	dueAt          time.Time // when the expiry heap offers it next
 	index          int       // in the expiry heap; -1 when not in it
 	nextCheckpoint time.Time // zero when none is due
+	// checkpointing is set while a checkpoint of the lease is on its way
+	// through raft: a renewal meanwhile must be followed by a reset.
+	checkpointing bool
 }
 
 // Config tunes a Lessor.
@@ -153,6 +156,7 @@ func (l *Lessor) Checkpoint(w Writer, id, remaining int64) {
 		return
 	}
 	le.remaining = remaining
+	le.checkpointing = false
 	le.persist(w)
 }
 

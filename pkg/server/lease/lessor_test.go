@@ -138,6 +138,9 @@ func TestCheckpointsSurviveRecovery(t *testing.T) {
 	if again := l.DueCheckpoints(10); len(again) != 0 {
 		t.Fatalf("checkpoint due again at once: %+v", again)
 	}
+	if !l.NeedsReset(1) {
+		t.Fatal("a renewal while a checkpoint is on its way must reset it after")
+	}
 	l.Checkpoint(w, 1, due[0].Remaining)
 
 	r := New(Config{MinTTL: 2, Now: c.now})

@@ -68,11 +68,13 @@ func (l *Lessor) scheduleCheckpoint(le *lease, now time.Time) {
 // NeedsReset says whether renewing lease id must first clear its
 // checkpointed remaining TTL through raft: otherwise a leader change
 // after the renewal would give it back only what was left before it.
+// That holds too while a checkpoint is on its way, which would land after
+// the renewal.
 func (l *Lessor) NeedsReset(id int64) bool {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	le, ok := l.leases[id]
-	return ok && le.remaining > 0
+	return ok && (le.remaining > 0 || le.checkpointing)
 }
 
 // Renew gives lease id its whole TTL again, from now, and returns the
@@ -138,6 +140,7 @@ func (l *Lessor) DueCheckpoints(limit int) []CheckpointEntry {
 			continue
 		}
 		due = append(due, CheckpointEntry{ID: le.id, Remaining: max(1, ceilSeconds(le.expiry.Sub(now)))})
+		le.checkpointing = true
 		l.scheduleCheckpoint(le, now)
 	}
 	return due
