@@ -308,16 +308,14 @@ var leaseSteps = []leaseStep{
 	ls("lease", "grant", "60", "-w", "protobuf"),
 }
 
-// leaseServers are the servers kvctl is checked against: the reference
-// is always etcdctl against etcd.
+// leaseServers are the servers kvctl is checked against, each fresh for
+// its run; the reference is always etcdctl against etcd.
 var leaseServers = []struct {
 	name string
 	bin  func(*testing.T) string
-	// skip, when set, is why the server cannot be tested yet.
-	skip string
 }{
 	{name: "etcd", bin: func(t *testing.T) string { return framework.RequireBin(t, framework.EtcdBin()) }},
-	{name: "kvd", bin: func(t *testing.T) string { return framework.KvdBin(t) }, skip: "kvd does not serve leases yet"},
+	{name: "kvd", bin: func(t *testing.T) string { return framework.KvdBin(t) }},
 }
 
 // TestLeaseSameAsEtcdctl runs leaseSteps with etcdctl against a fresh
@@ -340,9 +338,6 @@ func TestLeaseSameAsEtcdctl(t *testing.T) {
 	want := run(t, etcdctl, etcd)
 	for _, srv := range leaseServers {
 		t.Run(srv.name, func(t *testing.T) {
-			if srv.skip != "" {
-				t.Skip(srv.skip)
-			}
 			got := run(t, kvctl, srv.bin(t))
 			for i, st := range leaseSteps {
 				if got[i] != want[i] {
