@@ -1,14 +1,23 @@
-// Command kvbench generates put, range and watch load against any server
-// speaking the etcd v3 API (kvd or etcd) and prints throughput and latency
-// percentiles, so the two can be compared on the same machine in one run.
+// Command kvbench generates put, range, watch and lease load against any
+// server speaking the etcd v3 API (kvd or etcd) and prints throughput and
+// latency percentiles, so the two can be compared on the same machine in one
+// run.
 //
 //	kvbench --endpoints 127.0.0.1:2379 --conns 100 --clients 100 put --total 100000 --val-size 256
 //	kvbench --endpoints 127.0.0.1:2379 --clients 100 range foo --consistency s --total 100000
 //	kvbench --endpoints 127.0.0.1:2379 watch --watchers 1000 --keys 10 --put-rate 100 --total 300
+//	kvbench --endpoints 127.0.0.1:2379 --conns 100 --clients 100 lease-keepalive --leases 10000 --total 50000
+//	kvbench --endpoints 127.0.0.1:2379 --conns 10 --clients 10 lease-expiry --leases 1000 --ttl 3
 //
 // The watch command reports events delivered per second as its rate and
-// put-to-delivery times as its latencies; it exits with status 3 when the
-// server answers the Watch RPC with Unimplemented.
+// put-to-delivery times as its latencies; lease-keepalive and lease-expiry
+// say what theirs mean in lease.go and lease_expiry.go. Every command exits
+// with status 3 when the server answers the RPC it measures with
+// Unimplemented.
+//
+// Each run ends with a RESULT line for scripts; a command that measures
+// several things (lease-keepalive: grants, then keep-alives) prints one
+// per thing, tagged part=NAME.
 //
 // It drives gRPC stubs directly, with --conns connections shared round-robin
 // by --clients workers, so what it measures is the server, not a client
@@ -46,18 +55,32 @@ type options struct {
 
 func main() {
 	var o options
+	os.Exit(exitCode(newRoot(&o).Execute()))
+}
+
+// newRoot is the kvbench command with its subcommands, filling o from the
+// command line.
+func newRoot(o *options) *cobra.Command {
 	root := &cobra.Command{Use: "kvbench", Short: "Load generator for etcd v3 API servers", SilenceUsage: true}
 	root.PersistentFlags().StringSliceVar(&o.endpoints, "endpoints", []string{"127.0.0.1:2379"}, "gRPC endpoints (host:port)")
 	root.PersistentFlags().IntVar(&o.conns, "conns", 1, "number of gRPC connections")
 	root.PersistentFlags().IntVar(&o.clients, "clients", 1, "number of concurrent workers")
 	root.PersistentFlags().IntVar(&o.total, "total", 10000, "total number of requests")
-	root.AddCommand(putCommand(&o), rangeCommand(&o), watchCommand(&o))
-	if err := root.Execute(); err != nil {
-		var unsupported errUnsupported
-		if errors.As(err, &unsupported) {
-			os.Exit(exitUnsupported)
-		}
-		os.Exit(1)
+	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
+		leaseKeepAliveCommand(o), leaseExpiryCommand(o))
+	return root
+}
+
+// exitCode is the process status for what the command returned.
+func exitCode(err error) int {
+	var unsupported errUnsupported
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &unsupported):
+		return exitUnsupported
+	default:
+		return 1
 	}
 }
 
@@ -138,16 +161,11 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 	if o.conns < len(o.endpoints) {
 		fmt.Fprintf(os.Stderr, "kvbench: only %d of %d endpoints get load; raise --conns to spread it over all\n", o.conns, len(o.endpoints))
 	}
-	conns := make([]*grpc.ClientConn, o.conns)
-	for i := range conns {
-		ep := o.endpoints[i%len(o.endpoints)]
-		c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return fmt.Errorf("dial %s: %w", ep, err)
-		}
-		defer c.Close()
-		conns[i] = c
+	conns, err := o.dialConns()
+	if err != nil {
+		return err
 	}
+	defer closeAll(conns)
 	var (
 		next      atomic.Int64
 		mu        sync.Mutex
@@ -185,8 +203,38 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 	return nil
 }
 
+// dial opens a connection to one endpoint (host:port, or an http:// URL).
+func dial(ep string) (*grpc.ClientConn, error) {
+	c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", ep, err)
+	}
+	return c, nil
+}
+
+// dialConns opens o.conns connections, connection i to endpoint i mod
+// len(o.endpoints).
+func (o *options) dialConns() ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, o.conns)
+	for i := range o.conns {
+		c, err := dial(o.endpoints[i%len(o.endpoints)])
+		if err != nil {
+			closeAll(conns)
+			return nil, err
+		}
+		conns = append(conns, c)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
 func report(lat []time.Duration, elapsed time.Duration, failures int64, firstErr any) {
-	printSummary(lat, elapsed, float64(len(lat))/elapsed.Seconds(), failures, firstErr)
+	printSummary("", lat, elapsed, float64(len(lat))/elapsed.Seconds(), failures, firstErr)
 }
 
 // percentile returns the sample at fraction p (0 to 1) of sorted, the
@@ -199,8 +247,9 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // printSummary sorts lat and prints the human summary and the RESULT line,
-// with rps as the rate and failures as the failed count.
-func printSummary(lat []time.Duration, elapsed time.Duration, rps float64, failures int64, firstErr any) {
+// with rps as the rate and failures as the failed count. A part other than
+// "" names what was measured when one run measures several things.
+func printSummary(part string, lat []time.Duration, elapsed time.Duration, rps float64, failures int64, firstErr any) {
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return percentile(lat, p) }
 	var sum time.Duration
@@ -211,14 +260,18 @@ func printSummary(lat []time.Duration, elapsed time.Duration, rps float64, failu
 	if len(lat) > 0 {
 		avg = sum / time.Duration(len(lat))
 	}
-	fmt.Printf("Summary:\n  Total:\t%.4f secs.\n  Requests:\t%d ok, %d failed\n  Average:\t%.4f ms\n  Requests/sec:\t%.1f\n",
-		elapsed.Seconds(), len(lat), failures, ms(avg), rps)
+	tag, title := "", "Summary"
+	if part != "" {
+		tag, title = "part="+part+" ", "Summary ("+part+")"
+	}
+	fmt.Printf("%s:\n  Total:\t%.4f secs.\n  Requests:\t%d ok, %d failed\n  Average:\t%.4f ms\n  Requests/sec:\t%.1f\n",
+		title, elapsed.Seconds(), len(lat), failures, ms(avg), rps)
 	fmt.Printf("Latency:\n  p50:\t%.4f ms\n  p90:\t%.4f ms\n  p99:\t%.4f ms\n  max:\t%.4f ms\n", ms(pct(0.5)), ms(pct(0.9)), ms(pct(0.99)), ms(pct(1)))
 	if firstErr != nil {
 		fmt.Printf("First error: %v\n", firstErr)
 	}
 	// One line for scripts to parse.
-	fmt.Printf("RESULT rps=%.1f p50_ms=%.4f p99_ms=%.4f ok=%d failed=%d\n", rps, ms(pct(0.5)), ms(pct(0.99)), len(lat), failures)
+	fmt.Printf("RESULT %srps=%.1f p50_ms=%.4f p99_ms=%.4f ok=%d failed=%d\n", tag, rps, ms(pct(0.5)), ms(pct(0.99)), len(lat), failures)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,18 +12,17 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 )
 
-// errUnsupported marks a server that answered the Watch RPC with
-// Unimplemented; main turns it into exit status 3 so scripts can tell "this
-// server has no watch yet" apart from a failed run.
+// errUnsupported marks a server that answered the RPC a command measures
+// (Watch, LeaseGrant, ...) with Unimplemented; main turns it into exit
+// status 3 so scripts can tell "this server has no watch yet" apart from a
+// failed run. The wrapped gRPC error names the service or method.
 type errUnsupported struct{ err error }
 
-func (e errUnsupported) Error() string { return "watch not supported by the server: " + e.err.Error() }
+func (e errUnsupported) Error() string { return "not supported by the server: " + e.err.Error() }
 
 const exitUnsupported = 3
 
@@ -177,26 +175,14 @@ func (o *options) runWatch(w watchOptions) error {
 	if w.valSize < 8 {
 		w.valSize = 8
 	}
-	dial := func(i int) (*grpc.ClientConn, error) {
-		ep := o.endpoints[i%len(o.endpoints)]
-		c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, fmt.Errorf("dial %s: %w", ep, err)
-		}
-		return c, nil
+	conns, err := o.dialConns()
+	if err != nil {
+		return err
 	}
-	conns := make([]*grpc.ClientConn, o.conns)
-	for i := range conns {
-		c, err := dial(i)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		conns[i] = c
-	}
+	defer closeAll(conns)
 	// The putter has a connection of its own, so its requests do not queue
 	// behind the watch traffic on a shared HTTP/2 connection.
-	putConn, err := dial(0)
+	putConn, err := dial(o.endpoints[0])
 	if err != nil {
 		return err
 	}
@@ -311,7 +297,7 @@ func (o *options) runWatch(w watchOptions) error {
 	// The report's request rate is the delivery rate, over the window from
 	// the first put to the last event, and its latencies are event latencies.
 	rate := eventRate(len(lat), firstSend, lastArrival)
-	printSummary(lat, lastArrival-firstSend, rate, missed, firstErr)
+	printSummary("", lat, lastArrival-firstSend, rate, missed, firstErr)
 	return nil
 }
 
