@@ -10,7 +10,8 @@
 # Both clusters stop before the next size starts, and everything this script
 # started is stopped when it exits.
 #
-# SCENARIOS picks the kinds of scenario to run, any of "put range watch".
+# SCENARIOS picks the kinds of scenario to run, any of "put range watch
+# lease".
 # The watch scenarios (single member only) open WATCH_WATCHERS watchers on one
 # gRPC stream over 10 keys and put WATCH_PUTS times at WATCH_RATE puts/s;
 # their req/s column is events delivered per second and their p50/p99 are
@@ -18,19 +19,42 @@
 # answering the Watch RPC with Unimplemented is reported as not supporting
 # watch, and the run goes on.
 #
-#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch" scripts/bench.sh
+# The lease scenarios come from two kvbench commands (their doc comments in
+# cmd/kvbench/lease.go and lease_expiry.go say more):
+#  - lease-keepalive grants LEASE_KEEPALIVE_LEASES leases from 100 clients
+#    (row lease-grant-N), renews them LEASE_KEEPALIVES times over ONE
+#    keep-alive stream with at most 100 unanswered (row lease-keepalive-N:
+#    answers per second, send-to-answer p50/p99), then revokes them all
+#    (row lease-revoke-N). The stream goes to the member LEASE_TARGET names:
+#    the leader (default), which answers renewals itself, or a follower,
+#    which forwards each renewal to the leader over the peer URLs.
+#  - lease-expiry grants LEASE_EXPIRY_LEASES leases of LEASE_TTL seconds,
+#    each with one key, and watches the keys go (row lease-expiry-NxTs).
+#    There p50/p99 are lateness, the arrival of a key's DELETE event minus
+#    (its grant's answer + TTL): lower is better, as for latencies, and
+#    under a second is the goal. req/s is leases expired per second over
+#    the window from the first lease falling due to the last deletion, so
+#    higher is better as elsewhere; both servers revoke at most 1,000
+#    expired leases a second.
+#
+#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease" scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 TOTAL=${TOTAL:-20000}
 MEMBERS=${MEMBERS:-1 3}
-SCENARIOS=${SCENARIOS:-put range watch}
+SCENARIOS=${SCENARIOS:-put range watch lease}
 WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
 WATCH_PUTS=${WATCH_PUTS:-300}
 WATCH_RATE=${WATCH_RATE:-100}
+LEASE_KEEPALIVE_LEASES=${LEASE_KEEPALIVE_LEASES:-10000}
+LEASE_KEEPALIVES=${LEASE_KEEPALIVES:-100000}
+LEASE_EXPIRY_LEASES=${LEASE_EXPIRY_LEASES:-1000}
+LEASE_TTL=${LEASE_TTL:-3}
+LEASE_TARGET=${LEASE_TARGET:-leader}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range or watch)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch or lease)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -113,8 +137,10 @@ stop_cluster() { # SYSTEM: SIGTERM its members and wait for them
 }
 
 # all_scenarios N prints "name|kvbench arguments" lines for an N-member
-# cluster; a name's first word (before the first -) is its kind. --conns 100
-# gives every member a share of the connections.
+# cluster; a name's first word (before the first -) is its kind. A name with
+# %s is a kvbench run that prints several RESULT lines, tagged part=PART,
+# each a row whose name has PART for %s. --conns 100 gives every member a
+# share of the connections.
 all_scenarios() {
   local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000" w
   if [ "$n" = 1 ]; then
@@ -128,6 +154,8 @@ all_scenarios() {
       echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
     done
   fi
+  echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
+  echo "lease-expiry-${LEASE_EXPIRY_LEASES}x${LEASE_TTL}s|--conns 10 --clients 10 lease-expiry --leases $LEASE_EXPIRY_LEASES --ttl $LEASE_TTL"
 }
 
 # scenarios N prints the lines of all_scenarios whose kind is in SCENARIOS.
@@ -139,17 +167,19 @@ scenarios() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p"; }
+field() { sed -n "s/.* $1=\(-\{0,1\}[0-9.]*\).*/\1/p"; } # lease lateness may be < 0
 
 row() { printf '%-7s %-22s %-5s %12s %10s %10s\n' "$@"; }
 
 # run_scenario N NAME ARGS runs ROUNDS rounds against each system's running
-# cluster and prints their medians and the kvd/etcd ratios. A system whose
-# kvbench exits with status 3 (the server answered Unimplemented) is skipped
-# for the rest of the scenario and reported as not supporting it.
+# cluster and prints their medians and the kvd/etcd ratios, a row for each
+# part when the runs print several RESULT lines. A system whose kvbench
+# exits with status 3 (the server answered Unimplemented) is skipped for the
+# rest of the scenario and reported as not supporting it.
 run_scenario() {
-  local n=$1 name=$2 args=$3 sys out failed rc res
-  local -A rps p50 p99 unsupported
+  local n=$1 name=$2 args=$3 sys rc res part
+  local -a parts
+  local -A unsupported
   for sys in "${SYSTEMS[@]}"; do : >"$work/$n-$name.$sys"; done
   for _ in $(seq "$ROUNDS"); do
     for sys in "${SYSTEMS[@]}"; do
@@ -171,22 +201,44 @@ run_scenario() {
       esac
     done
   done
+  # The parts in the order the runs printed them; one untagged part if none.
+  mapfile -t parts < <(for sys in "${SYSTEMS[@]}"; do
+    sed -n 's/^RESULT part=\([^ ]*\).*/\1/p' "$work/$n-$name.$sys"
+  done | awk '!seen[$0]++')
+  [ "${#parts[@]}" -gt 0 ] || parts=("")
+  for part in "${parts[@]}"; do
+    report_part "$n" "$name" "$part"
+  done
+}
+
+# report_part N NAME PART prints, for the RESULT lines of run_scenario's
+# runs tagged part=PART (untagged for PART ""), each system's medians and
+# the kvd/etcd ratios. It reads run_scenario's unsupported.
+report_part() {
+  local n=$1 row=${2/\%s/$3} part=$3 sys out failed
+  [ -n "$part" ] || row=${2/-\%s/} # a %s name with no parts: no system supported it
+  local -A rps p50 p99
   for sys in "${SYSTEMS[@]}"; do
     if [ -n "${unsupported[$sys]:-}" ]; then
-      printf '%-7s %-22s %-5s %s\n' "$n" "$name" "$sys" "${name%%-*} not supported (the server answered Unimplemented)"
+      printf '%-7s %-22s %-5s %s\n' "$n" "$row" "$sys" "${row%%-*} not supported (the server answered Unimplemented)"
       continue
     fi
-    out=$work/$n-$name.$sys
+    out=$work/$n-$row.$sys.part
+    if [ -n "$part" ]; then
+      grep "^RESULT part=$part " "$work/$n-$2.$sys" >"$out" || true
+    else
+      grep -v '^RESULT part=' "$work/$n-$2.$sys" >"$out" || true
+    fi
     rps[$sys]=$(field rps <"$out" | median)
     p50[$sys]=$(field p50_ms <"$out" | median)
     p99[$sys]=$(field p99_ms <"$out" | median)
-    row "$n" "$name" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}"
+    row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}"
     failed=$(field failed <"$out" | awk '{s+=$1} END {print s+0}')
-    if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $name" >&2; fi
+    if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $row" >&2; fi
   done
   if [ -n "${unsupported[*]}" ]; then return; fi
   awk -v r1="${rps[kvd]}" -v r2="${rps[etcd]}" -v a1="${p50[kvd]}" -v a2="${p50[etcd]}" \
-    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$name" '
+    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$row" '
     function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
     BEGIN { printf "%-7s %-22s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
 }
