@@ -172,11 +172,7 @@ func observe(c *client.Client, p printer, name string) error {
 	defer cancel()
 	onInterrupt(cancel)
 	for resp := range e.Observe(ctx) {
-		// etcdctl prints clientv3's observation, which is the header and
-		// the leader's key-value alone (no count, no "more"), whether it
-		// came from a read or a watch.
-		leader := &client.GetResponse{Header: resp.Header, Kvs: resp.Kvs[:min(len(resp.Kvs), 1)]}
-		if err := p.Get(leader); err != nil {
+		if err := p.Get(resp); err != nil {
 			return err
 		}
 	}

@@ -174,11 +174,16 @@ func (e *Election) observe(ctx context.Context, out chan<- *client.GetResponse) 
 }
 
 // awaitLeader reads the leader, waiting for a first candidate if there
-// is none. Its header's revision is the one the leader was seen at.
+// is none. Its header's revision is the one the leader was seen at. Like
+// clientv3's, the answer holds the header and the leader alone, not the
+// read's count of candidates.
 func (e *Election) awaitLeader(ctx context.Context) (*client.GetResponse, error) {
 	r, err := e.s.Client().Get(ctx, e.pfx, client.WithFirstCreate()...)
-	if err != nil || len(r.Kvs) > 0 {
-		return r, err
+	if err != nil {
+		return nil, err
+	}
+	if len(r.Kvs) > 0 {
+		return &client.GetResponse{Header: r.Header, Kvs: r.Kvs[:1]}, nil
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
