@@ -1,10 +1,8 @@
 package main
 
 import (
-	"fmt"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,81 +106,32 @@ func sortedKeys(s string) string {
 	})
 }
 
-// leaseIDs are the leases one run granted, by name.
-type leaseIDs struct {
-	names []string
-	ids   []int64
-}
-
-// grantedRe finds the ID in a grant's output: simple, fields --hex, and
-// the decimal of json and fields.
-var grantedRe = regexp.MustCompile(`lease ([0-9a-f]{16}) granted|"ID" : ([0-9a-f]{16})\n|"ID" ?: ?(\d+)[,\n]`)
-
-func (l *leaseIDs) capture(t *testing.T, name, out string) {
-	t.Helper()
-	m := grantedRe.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no lease ID for %s in %q", name, out)
-	}
-	var id int64
-	var err error
-	switch {
-	case m[1] != "":
-		id, err = strconv.ParseInt(m[1], 16, 64)
-	case m[2] != "":
-		id, err = strconv.ParseInt(m[2], 16, 64)
-	default:
-		id, err = strconv.ParseInt(m[3], 10, 64)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.names, l.ids = append(l.names, name), append(l.ids, id)
-}
-
-func (l *leaseIDs) expand(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		for j, name := range l.names {
-			a = strings.ReplaceAll(a, "{{"+name+"}}", fmt.Sprintf("%016x", l.ids[j]))
-		}
-		out[i] = a
-	}
-	return out
-}
-
-func (l *leaseIDs) mask(s string) string {
-	for j, name := range l.names {
-		s = strings.ReplaceAll(s, fmt.Sprintf("%016x", l.ids[j]), "<"+name+">")
-		s = strings.ReplaceAll(s, strconv.FormatInt(l.ids[j], 10), "<"+name+">")
-	}
-	return s
-}
-
 // runLeaseSteps runs steps with bin against ep, in order.
 func runLeaseSteps(t *testing.T, bin, ep string, steps []leaseStep) []framework.Result {
 	t.Helper()
-	ids := &leaseIDs{}
+	ids := &framework.LeaseVars{}
 	out := make([]framework.Result, len(steps))
 	for i, st := range steps {
 		var r framework.Result
-		args := ids.expand(st.args)
+		args := ids.Expand(st.args)
 		switch {
 		case st.revoke != "":
-			r = runUntilRevoked(t, bin, ep, args, ids.expand([]string{"{{" + st.revoke + "}}"})[0])
+			r = runUntilRevoked(t, bin, ep, args, ids.Expand([]string{"{{" + st.revoke + "}}"})[0])
 		case st.runsFor > 0:
 			r = framework.Run(t, framework.Invocation{Bin: bin, Endpoints: ep, Args: args, Timeout: st.runsFor, RunsOn: true})
 		default:
 			r = framework.Run(t, framework.Invocation{Bin: bin, Endpoints: ep, Args: args})
 		}
 		if st.grants != "" {
-			ids.capture(t, st.grants, r.Stdout)
+			if !ids.Capture(st.grants, r.Stdout) {
+				t.Fatalf("no lease ID for %s in %q", st.grants, r.Stdout)
+			}
 		}
 		norm := withoutClientLog
 		if st.norm != nil {
 			norm = func(s string) string { return st.norm(withoutClientLog(s)) }
 		}
-		out[i] = framework.Result{Stdout: norm(ids.mask(r.Stdout)), Stderr: norm(ids.mask(r.Stderr)), Code: r.Code}
+		out[i] = framework.Result{Stdout: norm(ids.Mask(r.Stdout)), Stderr: norm(ids.Mask(r.Stderr)), Code: r.Code}
 	}
 	return out
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -184,7 +183,7 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 		m := framework.StartMemberAt(t, server, "infra", clientPort, peerPort)
 		defer m.Stop()
 		out := make([]outcome, len(behaviours))
-		leases := &leaseVars{}
+		leases := &framework.LeaseVars{}
 		for i, st := range behaviours {
 			out[i] = runCLI(t, cli, m.Endpoint, st, leases)
 		}
@@ -209,55 +208,11 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 	}
 }
 
-// leaseVars are the leases one run granted, by name.
-type leaseVars struct {
-	names []string
-	ids   []int64
-}
-
-// grantedRe finds the lease ID in a grant's simple, json or fields output.
-var grantedRe = regexp.MustCompile(`lease ([0-9a-f]{16}) granted|"ID" ?: ?(\d+)[,\n]`)
-
-// capture notes the lease a step granted. A failed grant (a server
-// without leases) leaves {{name}} as it is, for the comparison to show.
-func (l *leaseVars) capture(name, out string) {
-	m := grantedRe.FindStringSubmatch(out)
-	if m == nil {
-		return
-	}
-	id, err := strconv.ParseInt(m[1], 16, 64)
-	if m[1] == "" {
-		id, err = strconv.ParseInt(m[2], 10, 64)
-	}
-	if err == nil {
-		l.names, l.ids = append(l.names, name), append(l.ids, id)
-	}
-}
-
-func (l *leaseVars) expand(args []string) []string {
-	out := make([]string, len(args))
-	for i, a := range args {
-		for j, name := range l.names {
-			a = strings.ReplaceAll(a, "{{"+name+"}}", fmt.Sprintf("%016x", l.ids[j]))
-		}
-		out[i] = a
-	}
-	return out
-}
-
-func (l *leaseVars) mask(b []byte) []byte {
-	for j, name := range l.names {
-		b = bytes.ReplaceAll(b, fmt.Appendf(nil, "%016x", l.ids[j]), []byte("<"+name+">"))
-		b = bytes.ReplaceAll(b, strconv.AppendInt(nil, l.ids[j], 10), []byte("<"+name+">"))
-	}
-	return b
-}
-
 // runCLI runs one step with a clean environment, so an operator's
 // ETCDCTL_* variables cannot change the outcome.
-func runCLI(t *testing.T, bin, endpoint string, st step, leases *leaseVars) outcome {
+func runCLI(t *testing.T, bin, endpoint string, st step, leases *framework.LeaseVars) outcome {
 	t.Helper()
-	args := append([]string{"--endpoints", endpoint}, leases.expand(st.args)...)
+	args := append([]string{"--endpoints", endpoint}, leases.Expand(st.args)...)
 	c := exec.Command(bin, args...)
 	c.Env = framework.CleanEnv()
 	c.Stdin = strings.NewReader(st.stdin)
@@ -289,9 +244,11 @@ func runCLI(t *testing.T, bin, endpoint string, st step, leases *leaseVars) outc
 		t.Fatalf("%s %q did not finish in 30s", bin, st.args)
 	}
 	if st.grants != "" {
-		leases.capture(st.grants, stdout.String())
+		// A failed grant (a server without leases) leaves {{NAME}} as it
+		// is, for the comparison to show.
+		leases.Capture(st.grants, stdout.String())
 	}
-	o := outcome{stdout: leases.mask(stdout.Bytes()), stderr: leases.mask(clientLogRe.ReplaceAll(stderr.Bytes(), nil)), code: c.ProcessState.ExitCode()}
+	o := outcome{stdout: []byte(leases.Mask(stdout.String())), stderr: []byte(leases.Mask(clientLogRe.ReplaceAllString(stderr.String(), ""))), code: c.ProcessState.ExitCode()}
 	if st.mask != nil {
 		o.stdout = []byte(st.mask(string(o.stdout)))
 		o.stderr = []byte(st.mask(string(o.stderr)))
