@@ -207,9 +207,16 @@ func (s *Server) LeaseTimeToLive(ctx context.Context, r *pb.LeaseTimeToLiveReque
 // remote with the leader's peer URLs otherwise, until one gives an
 // answer: while a leader is being elected, or has not yet taken over
 // lease time, it waits and tries again, bounded by the request timeout.
+// The leader's answer comes at once, with no timer of its own: it is the
+// common case, a renewal on every keep-alive.
 func (s *Server) onLeaseLeader(ctx context.Context, here func() error, remote func(leader []string) error) error {
 	if s.isLearner() {
 		return rpctypes.ErrGRPCNotSupportedForLearner
+	}
+	if s.isLeader() {
+		if answer, ok := settled(here()); ok {
+			return answer
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
@@ -220,13 +227,8 @@ func (s *Server) onLeaseLeader(ctx context.Context, here func() error, remote fu
 		} else if leader := s.cluster.Member(s.node.Leader()); leader != nil {
 			err = remote(leader.PeerURLs)
 		}
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, lease.ErrNotFound), errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
-			return rpctypes.ErrGRPCLeaseNotFound
-		case !errors.Is(err, errNoLeaseLeader) && !errors.Is(err, lease.ErrNotPrimary) && !errors.Is(err, rpctypes.ErrGRPCNotLeader):
-			return apply.ToGRPC(err)
+		if answer, ok := settled(err); ok {
+			return answer
 		}
 		select {
 		case <-ctx.Done():
@@ -236,6 +238,20 @@ func (s *Server) onLeaseLeader(ctx context.Context, here func() error, remote fu
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// settled is the error a client gets for err, and whether it is an
+// answer at all: not while no member keeps lease time.
+func settled(err error) (error, bool) {
+	switch {
+	case err == nil:
+		return nil, true
+	case errors.Is(err, lease.ErrNotFound), errors.Is(err, rpctypes.ErrGRPCLeaseNotFound):
+		return rpctypes.ErrGRPCLeaseNotFound, true
+	case errors.Is(err, errNoLeaseLeader), errors.Is(err, lease.ErrNotPrimary), errors.Is(err, rpctypes.ErrGRPCNotLeader):
+		return nil, false
+	}
+	return apply.ToGRPC(err), true
 }
 
 // errNoLeaseLeader: no member keeps lease time right now.
