@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -79,8 +78,7 @@ func (s *Server) change(ctx context.Context, mc memberChange) (*pb.Member, error
 
 func (s *Server) serveChange(w http.ResponseWriter, r *http.Request) {
 	var mc memberChange
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&mc); err != nil {
-		http.Error(w, "bad membership change: "+err.Error(), http.StatusBadRequest)
+	if !decodePeerRequest(w, r, "membership change", &mc) {
 		return
 	}
 	var res changeResult

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -46,8 +45,7 @@ var leasePeerClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHos
 
 func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	var q leaseQuestion
-	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<16)).Decode(&q); err != nil {
-		http.Error(w, "bad lease question: "+err.Error(), http.StatusBadRequest)
+	if !decodePeerRequest(w, r, "lease question", &q) {
 		return
 	}
 	var ans leaseAnswer

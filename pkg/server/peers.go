@@ -67,6 +67,16 @@ func fetchCluster(ctx context.Context, peerURLs []string) (uint64, []*membership
 	return id, info.Members, nil
 }
 
+// decodePeerRequest reads a peer's JSON request into v, or answers 400
+// naming what was expected and says false.
+func decodePeerRequest(w http.ResponseWriter, r *http.Request, what string, v any) bool {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(v); err != nil {
+		http.Error(w, fmt.Sprintf("bad %s: %v", what, err), http.StatusBadRequest)
+		return false
+	}
+	return true
+}
+
 // askPeers sends one request to the peer URLs of a member, in turn, until
 // one answers 200 with a JSON document, which it decodes into out. It
 // returns the URL that answered.

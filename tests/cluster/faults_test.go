@@ -46,6 +46,36 @@ func followerOf(ctx context.Context, t *testing.T, ms []*framework.Member) int {
 	return last
 }
 
+// stopFollower stops a follower of ms and returns it and the others.
+// Stopping the leader would cost an election and the writes in flight to
+// it, which is another test's business.
+func stopFollower(ctx context.Context, t *testing.T, ms []*framework.Member) (*framework.Member, []*framework.Member) {
+	t.Helper()
+	lagging, rest := ms[2], ms[:2]
+	if followerOf(ctx, t, ms) != 2 {
+		lagging, rest = ms[0], ms[1:]
+	}
+	lagging.Stop()
+	return lagging, rest
+}
+
+// caughtUpBySnapshot waits until the restarted member m holds n keys
+// under prefix, and requires that it got them by installing the leader's
+// database.
+func caughtUpBySnapshot(ctx context.Context, t *testing.T, m *framework.Member, prefix string, n int64) {
+	t.Helper()
+	eventually(t, 30*time.Second, m.Name+" has every key", func() error {
+		got, err := countOn(ctx, t, m, prefix)
+		if err == nil && got != n {
+			err = fmt.Errorf("%d keys, want %d", got, n)
+		}
+		return err
+	})
+	if !strings.Contains(m.Log(), "installed snapshot from leader") {
+		t.Fatalf("%s caught up without a snapshot; log:\n%s", m.Name, m.Log())
+	}
+}
+
 // countOn reads the number of keys under prefix from member m alone.
 func countOn(ctx context.Context, t *testing.T, m *framework.Member, prefix string) (int64, error) {
 	resp, err := client(t, m.Endpoint).Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithSerializable(), clientv3.WithCountOnly())
@@ -62,28 +92,13 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	ms := framework.StartKvdCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10", "--log-level", "info")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// Stop a follower: stopping the leader would cost an election and
-	// the writes in flight to it, which is another test's business.
-	lagging, rest := ms[2], ms[:2]
-	if followerOf(ctx, t, ms) != 2 {
-		lagging, rest = ms[0], ms[1:]
-	}
-	lagging.Stop()
+	lagging, rest := stopFollower(ctx, t, ms)
 	c := client(t, rest[0].Endpoint, rest[1].Endpoint)
 	for i := range 300 {
 		putRetrying(ctx, t, c, fmt.Sprintf("k/%03d", i))
 	}
 	lagging.Start()
-	eventually(t, 30*time.Second, "lagging member has every key", func() error {
-		n, err := countOn(ctx, t, lagging, "k/")
-		if err == nil && n != 300 {
-			err = fmt.Errorf("%d keys", n)
-		}
-		return err
-	})
-	if !strings.Contains(lagging.Log(), "installed snapshot from leader") {
-		t.Fatalf("the lagging member caught up without a snapshot; log:\n%s", lagging.Log())
-	}
+	caughtUpBySnapshot(ctx, t, lagging, "k/", 300)
 	rev, err := c.Get(ctx, "k/000")
 	if err != nil {
 		t.Fatal(err)

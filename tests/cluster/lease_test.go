@@ -265,11 +265,7 @@ func TestLeasesSurviveSnapshotAndCompaction(t *testing.T) {
 	ms := framework.StartKvdCluster(t, 3, "--snapshot-count", "100", "--snapshot-catchup-entries", "10", "--log-level", "info")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	lagging, rest := ms[2], ms[:2]
-	if followerOf(ctx, t, ms) != 2 {
-		lagging, rest = ms[0], ms[1:]
-	}
-	lagging.Stop()
+	lagging, rest := stopFollower(ctx, t, ms)
 	c := client(t, rest[0].Endpoint, rest[1].Endpoint)
 	leases := map[string]clientv3.LeaseID{}
 	for _, name := range []string{"a", "b"} {
@@ -302,16 +298,7 @@ func TestLeasesSurviveSnapshotAndCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	lagging.Start()
-	eventually(t, 30*time.Second, "lagging member has every key", func() error {
-		n, err := countOn(ctx, t, lagging, "k/")
-		if err == nil && n != 200 {
-			err = fmt.Errorf("%d keys", n)
-		}
-		return err
-	})
-	if !strings.Contains(lagging.Log(), "installed snapshot from leader") {
-		t.Fatalf("the lagging member caught up without a snapshot; log:\n%s", lagging.Log())
-	}
+	caughtUpBySnapshot(ctx, t, lagging, "k/", 200)
 	revokeThrough := func(name string) {
 		t.Helper()
 		lc := client(t, lagging.Endpoint)
