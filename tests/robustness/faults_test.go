@@ -29,8 +29,13 @@ type cluster struct {
 	admin []*clientv3.Client
 }
 
+// leaseCheckpointInterval is shorter than the workload's lease TTL, so
+// leases are checkpointed through raft, and renewals reset those
+// checkpoints, while faults happen.
+const leaseCheckpointInterval = "4s"
+
 func startCluster(t *testing.T) *cluster {
-	ms, peer := framework.StartKvdClusterBehindProxies(t, 3)
+	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval)
 	c := &cluster{t: t, members: ms, peer: peer}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
