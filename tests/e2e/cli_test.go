@@ -103,6 +103,8 @@ var behaviours = []step{
 	cmd("lease", "list", "-w", "json"),
 	cmd("lease", "keep-alive", "--once", "{{L}}"),
 	cmd("lease", "keep-alive", "--once", "{{L}}", "-w", "json"),
+	// Renews at once, then every 20s: interrupted after one renewal.
+	{args: []string{"lease", "keep-alive", "{{L}}"}, interruptAfter: 1500 * time.Millisecond},
 	cmd("get", "/key4", "-w", "json"),
 	cmd("lease", "revoke", "{{L}}"),
 	cmd("get", "/key4"),
