@@ -86,6 +86,9 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
 	fs.Duration("watch-progress-notify-interval", d.WatchProgressNotifyInterval, "How often watchers that asked for progress notifications and saw no event hear the current revision.")
 	fs.Duration("lease-checkpoint-interval", d.LeaseCheckpointInterval, "How often the leader records the remaining TTL of long leases, so that a leader change or a whole-cluster restart does not give them their whole TTL back (kvd only; 0 turns it off).")
+	fs.Uint("bcrypt-cost", uint(d.BcryptCost), "Cost of the bcrypt hashes of user passwords (4 to 31).")
+	fs.String("auth-token", "simple", "Kind of auth token handed out on authentication: simple (random tokens kept by every member).")
+	fs.Uint("auth-token-ttl", uint(d.AuthTokenTTL/time.Second), "Seconds an unused simple token stays valid.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
@@ -140,6 +143,8 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		EnablePprof:                 v.GetBool("enable-pprof"),
 		WatchProgressNotifyInterval: v.GetDuration("watch-progress-notify-interval"),
 		LeaseCheckpointInterval:     v.GetDuration("lease-checkpoint-interval"),
+		BcryptCost:                  v.GetInt("bcrypt-cost"),
+		AuthTokenTTL:                time.Duration(v.GetUint("auth-token-ttl")) * time.Second,
 		HeartbeatInterval:           time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:             time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
 		MaxRequestBytes:             v.GetUint("max-request-bytes"),
@@ -150,6 +155,12 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"
+	}
+	if kind := v.GetString("auth-token"); kind != "simple" {
+		return cfg, fmt.Errorf("--auth-token %q: kvd hands out simple tokens only so far", kind)
+	}
+	if cfg.BcryptCost < 4 || cfg.BcryptCost > 31 {
+		return cfg, fmt.Errorf("--bcrypt-cost %d: want 4 to 31", cfg.BcryptCost)
 	}
 	return cfg, nil
 }

@@ -56,6 +56,10 @@ type Config struct {
 	// or a restart of the whole cluster does not give them their whole
 	// TTL back. Zero turns checkpoints off.
 	LeaseCheckpointInterval time.Duration
+	// BcryptCost is the cost of the password hashes the member makes;
+	// AuthTokenTTL how long an unused simple token lives.
+	BcryptCost   int
+	AuthTokenTTL time.Duration
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -88,6 +92,8 @@ func Defaults() Config {
 		MaxLearners:                 1,
 		WatchProgressNotifyInterval: 10 * time.Minute,
 		LeaseCheckpointInterval:     5 * time.Minute,
+		BcryptCost:                  10,
+		AuthTokenTTL:                300 * time.Second,
 		HeartbeatInterval:           100 * time.Millisecond,
 		ElectionTimeout:             1000 * time.Millisecond,
 		MaxRequestBytes:             1572864,

@@ -53,6 +53,9 @@ func (s *Server) isLeader() bool { return s.node.Leader() == s.cluster.LocalID()
 // onLeader makes a membership change: here when this member leads,
 // otherwise by passing mc to the leader.
 func (s *Server) onLeader(ctx context.Context, mc memberChange) (*pb.Member, error) {
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	if !s.isLeader() {
 		return s.forwardChange(ctx, mc)
 	}

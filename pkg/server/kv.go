@@ -7,6 +7,8 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/auth"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/version"
 )
@@ -65,13 +67,20 @@ func (s *Server) ReadBarrier(ctx context.Context) error {
 	return s.reads.wait(ctx)
 }
 
-// LocalRange reads from the local store.
+// LocalRange reads from the local store, what the caller may read.
 func (s *Server) LocalRange(ctx context.Context, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	if err := s.auth.CanRead(auth.InfoFrom(ctx), r.Key, r.RangeEnd); err != nil {
+		return nil, apply.ToGRPC(err)
+	}
 	return s.applier.Range(ctx, r)
 }
 
-// LocalTxn runs a read-only txn against the local store.
+// LocalTxn runs a read-only txn against the local store, if the caller
+// may read everything it names.
 func (s *Server) LocalTxn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := apply.CheckReadTxn(s.auth, auth.InfoFrom(ctx), r); err != nil {
+		return nil, apply.ToGRPC(err)
+	}
 	return s.applier.ReadTxn(ctx, r)
 }
 
@@ -88,7 +97,10 @@ func (s *Server) Term() uint64 { return s.node.Term() }
 func (s *Server) Rev() int64 { return s.store.Rev() }
 
 // Status describes this member for Maintenance.Status.
-func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
+func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
+	if err := s.checkUser(ctx); err != nil {
+		return nil, err
+	}
 	st := s.node.Status()
 	return &pb.StatusResponse{
 		Header:           &pb.ResponseHeader{},
@@ -105,7 +117,10 @@ func (s *Server) Status(context.Context) (*pb.StatusResponse, error) {
 }
 
 // HashKV hashes the key space up to rev, so members can be compared.
-func (s *Server) HashKV(_ context.Context, rev int64) (*pb.HashKVResponse, error) {
+func (s *Server) HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error) {
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
 	h, hashRev, compactRev, err := s.store.Hash(rev)
 	switch {
 	case errors.Is(err, mvcc.ErrCompacted):

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/auth"
 )
 
 var (
@@ -93,7 +94,10 @@ func (s *Server) requestTimeout() time.Duration {
 // it, returning the applier's result.
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
 	id := s.ids.id()
-	r.Header = &pb.RequestHeader{ID: id}
+	// The user the request comes from, and the auth revision its
+	// permissions were read at, are checked again as the entry applies.
+	info := auth.InfoFrom(ctx)
+	r.Header = &pb.RequestHeader{ID: id, Username: info.User, AuthRevision: info.Revision}
 	data, err := proto.Marshal(r)
 	if err != nil {
 		return nil, err

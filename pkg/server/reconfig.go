@@ -76,6 +76,9 @@ func memberToPB(m *membership.Member) *pb.Member {
 // MoveLeader hands leadership to target and waits until it has it. Only
 // the leader can, and only to a voter.
 func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
+	if err := s.checkAdmin(ctx); err != nil {
+		return err
+	}
 	if s.node.Leader() != s.cluster.LocalID() {
 		return rpctypes.ErrGRPCNotLeader
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kvd-io/kvd/pkg/server/api"
 	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/auth"
 	"github.com/kvd-io/kvd/pkg/server/backend"
 	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/membership"
@@ -40,6 +41,7 @@ type Server struct {
 	watchable *mvcc.Watchable
 	applier   *apply.Applier
 	lessor    *lease.Lessor
+	auth      *auth.Store
 	node      *raftnode.Node
 	cluster   *membership.Cluster
 
@@ -156,7 +158,11 @@ func (s *Server) openStorage() error {
 	if err := s.recoverLeases(); err != nil {
 		return err
 	}
-	s.applier = apply.New(store, s.lessor, s.lg)
+	s.auth = auth.New(auth.Config{BcryptCost: s.cfg.BcryptCost, TokenTTL: s.cfg.AuthTokenTTL})
+	if err := s.recoverAuth(); err != nil {
+		return err
+	}
+	s.applier = apply.New(store, s.lessor, s.auth, s.lg)
 	return nil
 }
 
@@ -374,7 +380,8 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.publish() }()
 
 	apiCfg := api.Config{
-		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s,
+		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,
+		Identify:                    s.identify,
 		Health:                      s.health,
 		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),
 		MaxTxnOps:                   int(s.cfg.MaxTxnOps),

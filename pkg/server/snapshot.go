@@ -36,6 +36,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := s.recoverLeases(); err != nil {
 		return err
 	}
+	if err := s.recoverAuth(); err != nil {
+		return err
+	}
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

@@ -27,7 +27,12 @@ type Config struct {
 	Maintenance Maintenance
 	Cluster     Cluster
 	Leases      Leases
+	Auth        Auth
 	Header      Header
+	// Identify, when set, says who a call comes from, from its token: it
+	// returns the call's context carrying that, or the error to refuse
+	// the call with (an unknown or expired token).
+	Identify func(ctx context.Context) (context.Context, error)
 	// Health answers /health: nil when the member can serve.
 	Health func(ctx context.Context) error
 	// MaxRequestBytes bounds a request; gRPC gets some room above it so
@@ -66,12 +71,19 @@ func NewGRPC(cfg Config) *grpc.Server {
 		}
 		opts = append(opts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
 	}
+	if cfg.Identify != nil {
+		id := identifier(cfg.Identify)
+		opts = append(opts, grpc.ChainUnaryInterceptor(id.unary), grpc.ChainStreamInterceptor(id.stream))
+	}
 	s := grpc.NewServer(opts...)
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
 	if cfg.Leases != nil {
 		pb.RegisterLeaseServer(s, &leaseService{l: cfg.Leases, hdr: cfg.Header})
+	}
+	if cfg.Auth != nil {
+		pb.RegisterAuthServer(s, &authService{a: cfg.Auth, hdr: cfg.Header})
 	}
 	if cfg.Watcher != nil {
 		progress := cfg.WatchProgressNotifyInterval

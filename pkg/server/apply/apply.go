@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/kvd-io/kvd/pkg/server/auth"
 	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 )
@@ -34,15 +35,16 @@ type Result struct {
 type Applier struct {
 	s      *mvcc.Store
 	leases *lease.Lessor
+	auth   *auth.Store
 	lg     *slog.Logger
 }
 
-// New returns an applier over s and leases.
-func New(s *mvcc.Store, leases *lease.Lessor, lg *slog.Logger) *Applier {
+// New returns an applier over s, leases and the auth store as.
+func New(s *mvcc.Store, leases *lease.Lessor, as *auth.Store, lg *slog.Logger) *Applier {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{s: s, leases: leases, lg: lg}
+	return &Applier{s: s, leases: leases, auth: as, lg: lg}
 }
 
 // Apply applies r, carried by the raft entry at index and term, and records
@@ -50,7 +52,14 @@ func New(s *mvcc.Store, leases *lease.Lessor, lg *slog.Logger) *Applier {
 func (a *Applier) Apply(index, term uint64, r *pb.InternalRaftRequest) *Result {
 	res := &Result{}
 	err := a.s.Write(index, term, func(t *mvcc.TxnWrite) error {
+		if res.Err = authorize(a.auth, a.leases, r); res.Err != nil {
+			return nil
+		}
 		w := writer{t, a.leases}
+		if resp, ok, err := w.applyAuth(a.auth, r); ok {
+			res.Resp, res.Err = resp, err
+			return nil
+		}
 		switch {
 		case r.Put != nil:
 			res.Resp, res.Err = w.put(r.Put)
@@ -132,6 +141,9 @@ func ToGRPC(err error) error {
 	case errors.Is(err, lease.ErrTTLTooLarge):
 		return rpctypes.ErrGRPCLeaseTTLTooLarge
 	}
+	if e, ok := authErrors[err]; ok {
+		return e
+	}
 	return err
 }
 
@@ -143,3 +155,25 @@ func (r storeReader) Range(key, end []byte, o mvcc.RangeOptions) (*mvcc.RangeRes
 }
 
 func (r storeReader) Rev() int64 { return r.s.Rev() }
+
+// authErrors are the auth store's errors as etcd's clients know them.
+var authErrors = map[error]error{
+	auth.ErrRootUserNotExist:     rpctypes.ErrGRPCRootUserNotExist,
+	auth.ErrRootRoleNotExist:     rpctypes.ErrGRPCRootRoleNotExist,
+	auth.ErrUserAlreadyExist:     rpctypes.ErrGRPCUserAlreadyExist,
+	auth.ErrUserEmpty:            rpctypes.ErrGRPCUserEmpty,
+	auth.ErrUserNotFound:         rpctypes.ErrGRPCUserNotFound,
+	auth.ErrRoleAlreadyExist:     rpctypes.ErrGRPCRoleAlreadyExist,
+	auth.ErrRoleNotFound:         rpctypes.ErrGRPCRoleNotFound,
+	auth.ErrRoleEmpty:            rpctypes.ErrGRPCRoleEmpty,
+	auth.ErrPermissionNotGiven:   rpctypes.ErrGRPCPermissionNotGiven,
+	auth.ErrAuthFailed:           rpctypes.ErrGRPCAuthFailed,
+	auth.ErrNoPasswordUser:       rpctypes.ErrGRPCAuthFailed,
+	auth.ErrPermissionDenied:     rpctypes.ErrGRPCPermissionDenied,
+	auth.ErrRoleNotGranted:       rpctypes.ErrGRPCRoleNotGranted,
+	auth.ErrPermissionNotGranted: rpctypes.ErrGRPCPermissionNotGranted,
+	auth.ErrAuthNotEnabled:       rpctypes.ErrGRPCAuthNotEnabled,
+	auth.ErrAuthOldRevision:      rpctypes.ErrGRPCAuthOldRevision,
+	auth.ErrInvalidAuthToken:     rpctypes.ErrGRPCInvalidAuthToken,
+	auth.ErrInvalidAuthMgmt:      rpctypes.ErrGRPCInvalidAuthMgmt,
+}

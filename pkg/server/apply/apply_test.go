@@ -9,6 +9,7 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
+	"github.com/kvd-io/kvd/pkg/server/auth"
 	"github.com/kvd-io/kvd/pkg/server/backend"
 	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
@@ -33,7 +34,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	t.Cleanup(func() { s.Close(); be.Close() })
 	l := lease.New(lease.Config{MinTTL: 2})
-	return &fixture{a: New(s, l, nil), s: s, be: be, l: l}
+	return &fixture{a: New(s, l, auth.New(auth.Config{}), nil), s: s, be: be, l: l}
 }
 
 func (f *fixture) apply(r *pb.InternalRaftRequest) *Result {

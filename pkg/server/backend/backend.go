@@ -25,7 +25,12 @@ var (
 	Meta    = []byte("meta")
 	Members = []byte("members")
 	Lease   = []byte("lease")
-	buckets = [][]byte{Key, Meta, Members, Lease}
+	// Auth holds whether auth is enabled and its revision; AuthUsers and
+	// AuthRoles the users and roles, by name.
+	Auth      = []byte("auth")
+	AuthUsers = []byte("authUsers")
+	AuthRoles = []byte("authRoles")
+	buckets   = [][]byte{Key, Meta, Members, Lease, Auth, AuthUsers, AuthRoles}
 )
 
 // Config says where the database lives and how writes are batched.

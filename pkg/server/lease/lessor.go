@@ -340,3 +340,19 @@ func (l *Lessor) unschedule(le *lease) {
 		heap.Remove(&l.expiry, le.index)
 	}
 }
+
+// Keys lists the keys attached to lease id, sorted.
+func (l *Lessor) Keys(id int64) []string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	le, ok := l.leases[id]
+	if !ok {
+		return nil
+	}
+	keys := make([]string, 0, len(le.keys))
+	for k := range le.keys {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

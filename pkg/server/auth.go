@@ -1,0 +1,192 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/kvd-io/kvd/pkg/server/apply"
+	"github.com/kvd-io/kvd/pkg/server/auth"
+	"github.com/kvd-io/kvd/pkg/server/backend"
+)
+
+// Users, roles and whether auth is enabled change through raft, like
+// keys; every change is checked, as it applies, against the permissions
+// of the user the proposing member named (apply/auth.go). Reads are
+// checked here, after their barrier, against the permissions of now.
+
+func (s *Server) recoverAuth() error {
+	var err error
+	s.be.Read(func(tx backend.ReadTx) { err = s.auth.Recover(tx) })
+	if err != nil {
+		return fmt.Errorf("recover auth store: %w", err)
+	}
+	return nil
+}
+
+// identify says who a call comes from, by the token in its metadata.
+func (s *Server) identify(ctx context.Context) (context.Context, error) {
+	var token string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if ts := md.Get(rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
+			token = ts[0]
+		}
+	}
+	info, err := s.auth.Identify(token)
+	if err != nil {
+		return ctx, apply.ToGRPC(err)
+	}
+	return auth.WithInfo(ctx, info), nil
+}
+
+// checkAdmin refuses a call whose user does not have the root role.
+func (s *Server) checkAdmin(ctx context.Context) error {
+	return apply.ToGRPC(s.auth.IsAdmin(auth.InfoFrom(ctx)))
+}
+
+// checkUser refuses a call without a user while auth is enabled.
+func (s *Server) checkUser(ctx context.Context) error {
+	return apply.ToGRPC(s.auth.RequireUser(auth.InfoFrom(ctx)))
+}
+
+// AuthEnable replicates turning auth on.
+func (s *Server) AuthEnable(ctx context.Context, r *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	return proposeKV[*pb.AuthEnableResponse](ctx, s, &pb.InternalRaftRequest{AuthEnable: r})
+}
+
+// AuthDisable replicates turning auth off.
+func (s *Server) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	return proposeKV[*pb.AuthDisableResponse](ctx, s, &pb.InternalRaftRequest{AuthDisable: r})
+}
+
+// AuthStatus reports whether auth is enabled, and its revision.
+func (s *Server) AuthStatus(ctx context.Context, _ *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	return s.auth.Status(), nil
+}
+
+// Authenticate checks a user's password here, outside raft, and then
+// replicates a new token for the user, so that every member knows it. A
+// password checked against users that changed meanwhile is checked again.
+func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	for {
+		checked, err := s.auth.CheckPassword(r.Name, r.Password)
+		if err != nil {
+			return nil, apply.ToGRPC(err)
+		}
+		req := &pb.InternalAuthenticateRequest{Name: r.Name, SimpleToken: auth.NewToken(s.ids.id())}
+		resp, err := proposeKV[*pb.AuthenticateResponse](ctx, s, &pb.InternalRaftRequest{Authenticate: req})
+		if err != nil || checked == s.auth.Revision() {
+			return resp, err
+		}
+	}
+}
+
+// UserAdd hashes the password here, so that only its hash goes through
+// raft, and replicates the new user.
+func (s *Server) UserAdd(ctx context.Context, r *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
+	if r.Options == nil || !r.Options.NoPassword {
+		h, err := s.auth.HashPassword(r.Password)
+		if err != nil {
+			return nil, err
+		}
+		r.HashedPassword, r.Password = h, ""
+	}
+	return proposeKV[*pb.AuthUserAddResponse](ctx, s, &pb.InternalRaftRequest{AuthUserAdd: r})
+}
+
+// UserChangePassword hashes the new password here and replicates it.
+func (s *Server) UserChangePassword(ctx context.Context, r *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
+	h, err := s.auth.HashPassword(r.Password)
+	if err != nil {
+		return nil, err
+	}
+	r.HashedPassword, r.Password = h, ""
+	return proposeKV[*pb.AuthUserChangePasswordResponse](ctx, s, &pb.InternalRaftRequest{AuthUserChangePassword: r})
+}
+
+// UserDelete replicates the removal of a user.
+func (s *Server) UserDelete(ctx context.Context, r *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
+	return proposeKV[*pb.AuthUserDeleteResponse](ctx, s, &pb.InternalRaftRequest{AuthUserDelete: r})
+}
+
+// UserGrantRole replicates giving a user a role.
+func (s *Server) UserGrantRole(ctx context.Context, r *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrantRoleResponse, error) {
+	return proposeKV[*pb.AuthUserGrantRoleResponse](ctx, s, &pb.InternalRaftRequest{AuthUserGrantRole: r})
+}
+
+// UserRevokeRole replicates taking a role from a user.
+func (s *Server) UserRevokeRole(ctx context.Context, r *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
+	return proposeKV[*pb.AuthUserRevokeRoleResponse](ctx, s, &pb.InternalRaftRequest{AuthUserRevokeRole: r})
+}
+
+// RoleAdd replicates a new role.
+func (s *Server) RoleAdd(ctx context.Context, r *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, error) {
+	return proposeKV[*pb.AuthRoleAddResponse](ctx, s, &pb.InternalRaftRequest{AuthRoleAdd: r})
+}
+
+// RoleDelete replicates the removal of a role.
+func (s *Server) RoleDelete(ctx context.Context, r *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
+	return proposeKV[*pb.AuthRoleDeleteResponse](ctx, s, &pb.InternalRaftRequest{AuthRoleDelete: r})
+}
+
+// RoleGrantPermission replicates a permission given to a role.
+func (s *Server) RoleGrantPermission(ctx context.Context, r *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
+	return proposeKV[*pb.AuthRoleGrantPermissionResponse](ctx, s, &pb.InternalRaftRequest{AuthRoleGrantPermission: r})
+}
+
+// RoleRevokePermission replicates a permission taken from a role.
+func (s *Server) RoleRevokePermission(ctx context.Context, r *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
+	return proposeKV[*pb.AuthRoleRevokePermissionResponse](ctx, s, &pb.InternalRaftRequest{AuthRoleRevokePermission: r})
+}
+
+// UserGet describes a user, to root or to the user itself.
+func (s *Server) UserGet(ctx context.Context, r *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
+	if err := s.checkAdmin(ctx); err != nil && auth.InfoFrom(ctx).User != r.Name {
+		return nil, err
+	}
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := s.auth.UserGet(r.Name)
+	return resp, apply.ToGRPC(err)
+}
+
+// UserList lists users, to root.
+func (s *Server) UserList(ctx context.Context, _ *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	return s.auth.UserList(), nil
+}
+
+// RoleGet describes a role, to root or to a user that has it.
+func (s *Server) RoleGet(ctx context.Context, r *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
+	if err := s.checkAdmin(ctx); err != nil && !s.auth.HasRole(auth.InfoFrom(ctx).User, r.Role) {
+		return nil, err
+	}
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	resp, err := s.auth.RoleGet(r.Role)
+	return resp, apply.ToGRPC(err)
+}
+
+// RoleList lists roles, to root.
+func (s *Server) RoleList(ctx context.Context, _ *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
+	if err := s.checkAdmin(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	return s.auth.RoleList(), nil
+}
