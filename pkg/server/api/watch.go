@@ -2,16 +2,20 @@ package api
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/protobuf/proto"
 )
 
 // Watcher is what the Watch service needs from a member.
 type Watcher interface {
-	NewWatchStream() WatchStream
+	// NewWatchStream serves one client stream, whose ctx says who it
+	// comes from.
+	NewWatchStream(ctx context.Context) WatchStream
 }
 
 // WatchStream multiplexes the watchers of one client stream. Responses
@@ -38,7 +42,7 @@ type watchService struct {
 // progress requests, and this goroutine alone sends, so responses keep the
 // order the watch stream gives them.
 func (s *watchService) Watch(stream pb.Watch_WatchServer) error {
-	ws := s.w.NewWatchStream()
+	ws := s.w.NewWatchStream(stream.Context())
 	defer ws.Close()
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
@@ -91,8 +95,13 @@ func (o *watchSender) receive(ws WatchStream) error {
 			cr := req.GetCreateRequest()
 			id, err := ws.Watch(cr)
 			if err != nil {
-				// etcd answers a refused watch on the stream itself.
-				if err := o.send(&pb.WatchResponse{WatchId: cr.WatchId, Created: true, Canceled: true, CancelReason: err.Error()}); err != nil {
+				// etcd answers a refused watch on the stream itself, a
+				// forbidden one with no watch ID.
+				refused := &pb.WatchResponse{WatchId: cr.WatchId, Created: true, Canceled: true, CancelReason: err.Error()}
+				if errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
+					refused.WatchId = -1
+				}
+				if err := o.send(refused); err != nil {
 					return err
 				}
 				continue
