@@ -74,6 +74,9 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 		} else {
 			res = s.applier.Apply(index, term, r)
 		}
+		if changesAuth(r) {
+			s.authChanged.fire()
+		}
 		s.waits.trigger(r.GetHeader().GetID(), res)
 	case raftpb.EntryConfChange:
 		cc := new(raftpb.ConfChange)
@@ -219,4 +222,11 @@ func (h *confStateHolder) get() *raftpb.ConfState {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.cs
+}
+
+// changesAuth says whether r may change who may read what.
+func changesAuth(r *pb.InternalRaftRequest) bool {
+	return r.AuthEnable != nil || r.AuthDisable != nil || r.AuthUserDelete != nil ||
+		r.AuthUserGrantRole != nil || r.AuthUserRevokeRole != nil || r.AuthRoleDelete != nil ||
+		r.AuthRoleGrantPermission != nil || r.AuthRoleRevokePermission != nil
 }

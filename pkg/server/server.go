@@ -42,6 +42,9 @@ type Server struct {
 	applier   *apply.Applier
 	lessor    *lease.Lessor
 	auth      *auth.Store
+	// authChanged fires as each change of users, roles or permissions
+	// applies, for open watches to be checked again.
+	authChanged changeSignal
 	node      *raftnode.Node
 	cluster   *membership.Cluster
 

@@ -39,6 +39,7 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 	if err := s.recoverAuth(); err != nil {
 		return err
 	}
+	s.authChanged.fire()
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

@@ -101,8 +101,22 @@ func TestAuthOnCluster(t *testing.T) {
 		t.Fatalf("watch of a forbidden range: %+v (%v)", wr, wr.Err())
 	}
 
+	open := alice[2].Watch(ctx, "/rw/", clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if wr := <-open; !wr.Created {
+		t.Fatalf("watch of /rw/: %+v", wr)
+	}
 	if _, err := root.RoleRevokePermission(ctx, "app", "/rw/", clientv3.GetPrefixRangeEnd("/rw/")); err != nil {
 		t.Fatal(err)
+	}
+	// clientv3 ends a watch the server cancels (other than for
+	// compaction) by closing its channel.
+	select {
+	case wr, ok := <-open:
+		if ok && (!wr.Canceled || wr.Err() == nil || !strings.Contains(wr.Err().Error(), "permission denied")) {
+			t.Fatalf("open watch of /rw/ after the permission was revoked: %+v (%v)", wr, wr.Err())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an open watch of /rw/ went on after the permission was revoked")
 	}
 	_, err = alice[2].Put(ctx, "/rw/k", "3")
 	denied("write right after the permission was revoked, on another member", err)

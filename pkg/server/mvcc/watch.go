@@ -211,6 +211,21 @@ func (ws *WatchStream) Cancel(id int64) bool {
 	return ok
 }
 
+// CancelWith removes watcher id and tells its client why, on the
+// stream, after whatever was already queued for it; it waits for room on
+// the stream, or for the stream to close. It reports whether the watcher
+// existed.
+func (ws *WatchStream) CancelWith(id int64, reason string) bool {
+	if !ws.Cancel(id) {
+		return false
+	}
+	select {
+	case ws.ch <- &pb.WatchResponse{Header: &pb.ResponseHeader{}, WatchId: id, Canceled: true, CancelReason: reason}:
+	case <-ws.donec:
+	}
+	return true
+}
+
 // Close removes every watcher of the stream.
 func (ws *WatchStream) Close() {
 	ws.mu.Lock()
