@@ -33,10 +33,13 @@ func (s *Store) Enable(w Writer) error {
 	s.enabled = true
 	w.PutRecord(backend.Auth, enabledKey, []byte{1})
 	s.commit(w)
+	s.enabledAt = s.revision
+	w.PutRecord(backend.Auth, enabledAtKey, binary.BigEndian.AppendUint64(nil, s.enabledAt))
 	return nil
 }
 
-// Disable turns auth off; tokens given out so far stop working.
+// Disable turns auth off; tokens given out so far stop working (JWTs
+// because Enable changes every credential).
 func (s *Store) Disable(w Writer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -2,6 +2,11 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+
+	"go.etcd.io/etcd/api/v3/authpb"
 )
 
 // Info is who a request comes from: the user its token names, and the
@@ -36,11 +41,65 @@ func (s *Store) Identify(token string) (Info, error) {
 	if !enabled || token == "" {
 		return Info{}, nil
 	}
-	user, ok := s.tokens.user(token)
+	user, ok := s.tokens.user(token, s.credential)
 	if !ok {
 		return Info{}, ErrInvalidAuthToken
 	}
 	return Info{User: user, Revision: rev}, nil
+}
+
+// credential is what a self-contained token binds itself to: a digest of
+// the user's stored password hash and of the revision auth was last
+// enabled at. Every member computes the same one from what raft gave it;
+// it changes when the password does (a new bcrypt hash, freshly salted)
+// and when auth is turned off and on again (tokens end with a disable, as
+// simple tokens do), and not when other users or roles change. A deleted
+// user, or one without a password, has none. The digest, not the hash,
+// goes into tokens, whose claims whoever holds them can read: a bcrypt
+// hash would let them guess the password offline.
+func (s *Store) credential(user string) (string, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.credentialOf(s.users[user])
+}
+
+// credentialOf is u's credential; the caller holds mu.
+func (s *Store) credentialOf(u *authpb.User) (string, bool) {
+	if u == nil || (u.Options != nil && u.Options.NoPassword) || len(u.Password) == 0 {
+		return "", false
+	}
+	h := sha256.New()
+	h.Write([]byte("kvd token credential\x00"))
+	h.Write(binary.BigEndian.AppendUint64(nil, s.enabledAt))
+	h.Write(u.Password)
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16]), true
+}
+
+// TokensReplicated says whether a token must be proposed through raft
+// (simple tokens) rather than signed by the member that checked the
+// password (JWT).
+func (s *Store) TokensReplicated() bool { return s.tokens.replicated() }
+
+// SignToken makes a self-contained token (a JWT) for user, whose password
+// was checked at auth revision checked. It needs no raft round, so it
+// refuses with ErrAuthOldRevision when the users changed since the check
+// (the caller checks the password again, against the users of now): a
+// token is never signed on the strength of a password that an applied
+// change has replaced.
+func (s *Store) SignToken(user string, checked uint64) (string, error) {
+	s.mu.RLock()
+	enabled, rev := s.enabled, s.revision
+	cred, ok := s.credentialOf(s.users[user])
+	s.mu.RUnlock()
+	switch {
+	case !enabled:
+		return "", ErrAuthNotEnabled
+	case rev != checked:
+		return "", ErrAuthOldRevision
+	case !ok:
+		return "", ErrAuthFailed
+	}
+	return s.tokens.sign(user, cred)
 }
 
 // Authenticate records, as the entry carrying it applies, that token was

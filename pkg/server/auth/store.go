@@ -51,11 +51,18 @@ var (
 	ErrAuthOldRevision      = errors.New("auth: revision in header is old")
 	ErrInvalidAuthToken     = errors.New("auth: invalid auth token")
 	ErrInvalidAuthMgmt      = errors.New("auth: invalid auth management")
+	// ErrVerifyOnly is a login at a member that holds only the public
+	// key of --auth-token jwt: it checks tokens but cannot sign one.
+	ErrVerifyOnly = errors.New("auth: token signing attempted with verify-only key")
 )
 
 var (
 	enabledKey  = []byte("authEnabled")
 	revisionKey = []byte("authRevision")
+	// enabledAtKey holds the auth revision auth was last enabled at,
+	// which self-contained tokens bind to (Store.credential). A database
+	// from before it was kept has none, read as 0 on every member alike.
+	enabledAtKey = []byte("authEnabledAt")
 )
 
 // Writer stores auth records in the same database batch as the raft
@@ -73,27 +80,53 @@ type Scanner interface {
 
 // Store is one member's auth state.
 type Store struct {
+	cfg Config
+
 	mu       sync.RWMutex
 	enabled  bool
 	revision uint64
-	users    map[string]*authpb.User
-	roles    map[string]*authpb.Role
-	perms    map[string]*userPerms
+	// enabledAt is the revision auth was last enabled at.
+	enabledAt uint64
+	users     map[string]*authpb.User
+	roles     map[string]*authpb.Role
+	perms     map[string]*userPerms
 
 	passwords passwordCache
-	tokens    *simpleTokens
+	tokens    tokenProvider
 }
 
 // New returns an empty store; Recover fills it from a database.
 func New(cfg Config) *Store {
 	cfg.fill()
 	return &Store{
+		cfg:       cfg,
 		users:     map[string]*authpb.User{},
 		roles:     map[string]*authpb.Role{},
 		perms:     map[string]*userPerms{},
 		passwords: passwordCache{cost: cfg.BcryptCost},
-		tokens:    newSimpleTokens(cfg.TokenTTL, cfg.Now),
+		tokens:    newTokenProvider(cfg),
 	}
+}
+
+// newTokenProvider chooses the kind of token cfg.Token names.
+func newTokenProvider(cfg Config) tokenProvider {
+	if cfg.Token.jwt != nil {
+		return newJWTTokens(cfg.Token.jwt, cfg.Now)
+	}
+	return newSimpleTokens(cfg.TokenTTL, cfg.Now)
+}
+
+// UseTokens makes the store hand out and accept the kind of token c
+// names, for a member whose store was made before its --auth-token was
+// known. It must be called before the store serves anyone; called again
+// with the same configuration (as recovery from a snapshot does), it
+// changes nothing, so the simple tokens given out so far survive.
+func (s *Store) UseTokens(c TokenConfig) {
+	if c.jwt == s.cfg.Token.jwt {
+		return
+	}
+	s.cfg.Token = c
+	s.tokens = newTokenProvider(s.cfg)
 }
 
 // Recover replaces the store's state with what db holds.
@@ -125,6 +158,7 @@ func (s *Store) Recover(db Scanner) error {
 	s.users, s.roles = users, roles
 	s.enabled = len(db.Get(backend.Auth, enabledKey)) == 1 && db.Get(backend.Auth, enabledKey)[0] == 1
 	s.revision = getUint(db.Get(backend.Auth, revisionKey))
+	s.enabledAt = getUint(db.Get(backend.Auth, enabledAtKey))
 	s.rebuild()
 	return nil
 }

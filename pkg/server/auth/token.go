@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -17,6 +18,9 @@ type Config struct {
 	BcryptCost int
 	// TokenTTL is how long a simple token lives unused.
 	TokenTTL time.Duration
+	// Token is the parsed --auth-token: the zero value hands out simple
+	// tokens.
+	Token TokenConfig
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -104,6 +108,36 @@ func (c *passwordCache) check(hash []byte, password string) bool {
 	return true
 }
 
+// tokenProvider is one kind of token: simple tokens, which every member
+// learns through raft, or JWTs, which carry their own proof. The store
+// asks it who a token names; everything else about users stays the
+// store's.
+type tokenProvider interface {
+	// replicated says whether a token exists only once an Authenticate
+	// entry has applied on every member (simple), rather than being made
+	// and checked without raft (jwt).
+	replicated() bool
+	// sign makes a token for user, whose password this member has just
+	// checked and whose credential (Store.credential) is cred. Only a
+	// kind that is not replicated signs.
+	sign(user, cred string) (string, error)
+	// assign records, as an Authenticate entry applies, that token was
+	// given to user.
+	assign(token, user string)
+	// user names the user token was given to. credential is a user's
+	// credential now (false once deleted), for kinds whose tokens must
+	// still match it.
+	user(token string, credential func(user string) (string, bool)) (string, bool)
+	// forgetUser ends the tokens of a user deleted or given a new
+	// password; clear ends every token as auth turns off.
+	forgetUser(user string)
+	clear()
+}
+
+// errReplicated is what sign answers for simple tokens: the caller must
+// propose the token through raft instead.
+var errReplicated = errors.New("auth: tokens of this kind are replicated through raft, not signed")
+
 // simpleTokens are etcd's "simple" tokens: random strings the member that
 // authenticated a user chose, handed to every member through raft with
 // the user's name, each valid until unused for the TTL.
@@ -136,6 +170,10 @@ func NewToken(index uint64) string {
 	return fmt.Sprintf("%s.%d", b, index)
 }
 
+func (t *simpleTokens) replicated() bool { return true }
+
+func (t *simpleTokens) sign(string, string) (string, error) { return "", errReplicated }
+
 func (t *simpleTokens) assign(token, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -144,8 +182,10 @@ func (t *simpleTokens) assign(token, user string) {
 
 // user is the user token was given to, and keeps the token alive for
 // another TTL. A simple token does not go stale when permissions change:
-// each request is checked against the permissions of its time.
-func (t *simpleTokens) user(token string) (string, bool) {
+// each request is checked against the permissions of its time. Deleting
+// the user or changing its password forgets the token, so the credential
+// is not needed.
+func (t *simpleTokens) user(token string, _ func(string) (string, bool)) (string, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ti := t.tokens[token]
