@@ -87,7 +87,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Duration("watch-progress-notify-interval", d.WatchProgressNotifyInterval, "How often watchers that asked for progress notifications and saw no event hear the current revision.")
 	fs.Duration("lease-checkpoint-interval", d.LeaseCheckpointInterval, "How often the leader records the remaining TTL of long leases, so that a leader change or a whole-cluster restart does not give them their whole TTL back (kvd only; 0 turns it off).")
 	fs.Uint("bcrypt-cost", uint(d.BcryptCost), "Cost of the bcrypt hashes of user passwords (4 to 31).")
-	fs.String("auth-token", "simple", "Kind of auth token handed out on authentication: simple (random tokens kept by every member).")
+	fs.String("auth-token", d.AuthToken, "Kind of auth token handed out on authentication: 'simple' (random tokens kept by every member) or 'jwt,sign-method=<RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|ES512|EdDSA|HS256|HS384|HS512>,priv-key=<PEM file>,pub-key=<PEM file>,ttl=<duration>' (signed tokens any member verifies; pub-key alone verifies only; ttl defaults to 5m).")
 	fs.Uint("auth-token-ttl", uint(d.AuthTokenTTL/time.Second), "Seconds an unused simple token stays valid.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
@@ -145,6 +145,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		LeaseCheckpointInterval:     v.GetDuration("lease-checkpoint-interval"),
 		BcryptCost:                  v.GetInt("bcrypt-cost"),
 		AuthTokenTTL:                time.Duration(v.GetUint("auth-token-ttl")) * time.Second,
+		AuthToken:                   v.GetString("auth-token"),
 		HeartbeatInterval:           time.Duration(v.GetUint("heartbeat-interval")) * time.Millisecond,
 		ElectionTimeout:             time.Duration(v.GetUint("election-timeout")) * time.Millisecond,
 		MaxRequestBytes:             v.GetUint("max-request-bytes"),
@@ -156,8 +157,10 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"
 	}
-	if kind := v.GetString("auth-token"); kind != "simple" {
-		return cfg, fmt.Errorf("--auth-token %q: kvd hands out simple tokens only so far", kind)
+	if cfg.AuthToken == "" {
+		// A Config made in code may leave it empty for simple tokens;
+		// on the command line it is a mistake.
+		return cfg, errors.New("--auth-token is empty: want simple, or jwt with its options")
 	}
 	if cfg.BcryptCost < 4 || cfg.BcryptCost > 31 {
 		return cfg, fmt.Errorf("--bcrypt-cost %d: want 4 to 31", cfg.BcryptCost)

@@ -1,6 +1,13 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -80,5 +87,76 @@ func TestDiscoveryValidation(t *testing.T) {
 				t.Fatalf("initial cluster = %q, want %q", cfg.InitialCluster, tt.cluster)
 			}
 		})
+	}
+}
+
+// startupError is the error kvd would stop with at start-up for args:
+// from the flags, or from the configuration's validation, which reads
+// --auth-token's key files.
+func startupError(t *testing.T, args ...string) error {
+	t.Helper()
+	v := viper.New()
+	cmd := newCommand()
+	if err := cmd.ParseFlags(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := bindConfig(v, cmd.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := configFrom(v)
+	if err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+func TestAuthTokenFlag(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv := filepath.Join(dir, "jwt.key")
+	if err := os.WriteFile(priv, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "missing.pub")
+	if d := parse(t); d.AuthToken != "simple" {
+		t.Fatalf("default --auth-token %q", d.AuthToken)
+	}
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{args: []string{"--auth-token", "simple"}},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv}},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv + ",ttl=10m"}},
+		{args: []string{"--auth-token", ""}, wantErr: "--auth-token is empty"},
+		{args: []string{"--auth-token", "oauth"}, wantErr: `unknown kind of token "oauth"`},
+		{args: []string{"--auth-token", "jwt,priv-key=" + priv}, wantErr: "--auth-token jwt: sign-method is required"},
+		{args: []string{"--auth-token", "jwt,sign-method=XS256,priv-key=" + priv}, wantErr: "sign-method=XS256: want one of"},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256"}, wantErr: "needs priv-key (to sign and verify) or pub-key"},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,pub-key=" + missing}, wantErr: "pub-key: open " + missing},
+		{args: []string{"--auth-token", "jwt,sign-method=RS256,priv-key=" + priv}, wantErr: "priv-key=" + priv},
+		{args: []string{"--auth-token", "jwt,sign-method=ES384,priv-key=" + priv}, wantErr: "needs a 384-bit curve"},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv + ",ttl=soon"}, wantErr: "ttl=soon"},
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key"}, wantErr: `option "priv-key": want key=value`},
+		{args: []string{"--auth-token", "jwt,ttl=1m,ttl=2m"}, wantErr: `option "ttl" is given twice`},
+	}
+	for _, tt := range tests {
+		err := startupError(t, tt.args...)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tt.args, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%q: error %v, want one containing %q", tt.args, err, tt.wantErr)
+		}
 	}
 }

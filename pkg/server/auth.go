@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -19,6 +20,10 @@ import (
 // checked here, after their barrier, against the permissions of now.
 
 func (s *Server) recoverAuth() error {
+	// The store is made (in openStorage) before this runs, with the
+	// simple-token settings; the first recovery gives it --auth-token's
+	// choice, and later ones (from snapshots) leave it be.
+	s.auth.UseTokens(s.cfg.authToken)
 	var err error
 	s.be.Read(func(tx backend.ReadTx) { err = s.auth.Recover(tx) })
 	if err != nil {
@@ -71,9 +76,13 @@ func (s *Server) AuthStatus(ctx context.Context, _ *pb.AuthStatusRequest) (*pb.A
 }
 
 // Authenticate checks a user's password here, outside raft, and then
-// replicates a new token for the user, so that every member knows it. A
-// password checked against users that changed meanwhile is checked again.
+// replicates a new simple token for the user, so that every member knows
+// it, or signs a JWT. A password checked against users that changed
+// meanwhile is checked again.
 func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if !s.auth.TokensReplicated() {
+		return s.authenticateSigned(ctx, r)
+	}
 	for {
 		checked, err := s.auth.CheckPassword(r.Name, r.Password)
 		if err != nil {
@@ -84,6 +93,32 @@ func (s *Server) Authenticate(ctx context.Context, r *pb.AuthenticateRequest) (*
 		if err != nil || checked == s.auth.Revision() {
 			return resp, err
 		}
+	}
+}
+
+// authenticateSigned hands out a JWT with no raft round: any member can
+// verify it alone. The read barrier first makes this member's users at
+// least as new as any change acknowledged before the call, so a password
+// just changed through another member is not accepted here; SignToken
+// then refuses if the users changed while bcrypt ran, and the password is
+// checked again.
+func (s *Server) authenticateSigned(ctx context.Context, r *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
+	for {
+		checked, err := s.auth.CheckPassword(r.Name, r.Password)
+		if err != nil {
+			return nil, apply.ToGRPC(err)
+		}
+		token, err := s.auth.SignToken(r.Name, checked)
+		switch {
+		case errors.Is(err, auth.ErrAuthOldRevision):
+			continue
+		case err != nil:
+			return nil, apply.ToGRPC(err)
+		}
+		return &pb.AuthenticateResponse{Header: &pb.ResponseHeader{}, Token: token}, nil
 	}
 }
 

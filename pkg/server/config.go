@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"path/filepath"
 	"time"
+
+	"github.com/kvd-io/kvd/pkg/server/auth"
 )
 
 // Config is a member's configuration, one field per etcd flag of the same
@@ -60,6 +62,12 @@ type Config struct {
 	// AuthTokenTTL how long an unused simple token lives.
 	BcryptCost   int
 	AuthTokenTTL time.Duration
+	// AuthToken is etcd's --auth-token: "simple", or
+	// "jwt,sign-method=...,priv-key=...,pub-key=...,ttl=..." (see
+	// auth.ParseTokenConfig). Empty means simple. Validate parses it,
+	// key files included, into authToken.
+	AuthToken string
+	authToken auth.TokenConfig
 
 	HeartbeatInterval time.Duration
 	ElectionTimeout   time.Duration
@@ -94,6 +102,7 @@ func Defaults() Config {
 		LeaseCheckpointInterval:     5 * time.Minute,
 		BcryptCost:                  10,
 		AuthTokenTTL:                300 * time.Second,
+		AuthToken:                   "simple",
 		HeartbeatInterval:           100 * time.Millisecond,
 		ElectionTimeout:             1000 * time.Millisecond,
 		MaxRequestBytes:             1572864,
@@ -156,6 +165,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.AuthToken != "" {
+		tc, err := auth.ParseTokenConfig(c.AuthToken)
+		if err != nil {
+			return err
+		}
+		if len(tc.Ignored) > 0 {
+			c.Logger.Warn("ignoring unknown --auth-token options", "kind", tc.Kind(), "options", tc.Ignored)
+		}
+		if tc.VerifyOnly() {
+			c.Logger.Warn("--auth-token jwt has pub-key and no priv-key: this member verifies tokens but logins to it fail")
+		}
+		c.authToken = tc
 	}
 	return nil
 }
