@@ -34,17 +34,25 @@
 #    (its grant's answer + TTL): lower is better, as for latencies, and
 #    under a second is the goal. req/s is leases expired per second over
 #    the window from the first lease falling due to the last deletion, so
-#    higher is better as elsewhere; both servers revoke at most 1,000
-#    expired leases a second.
+#    higher is better as elsewhere; etcd revokes at most 1,000 expired
+#    leases a second, kvd 2,000.
 #
-#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease" scripts/bench.sh
+# The auth scenarios run last on each cluster, after `kvbench auth-setup`
+# enabled auth there with a user (AUTH_USER) who may read and write every
+# key: put and linearizable range as that user (compare with the rows
+# without auth for what auth costs), and, single-member, AUTH_CLI_CALLS
+# sequential `kvctl --user` calls, each a process that logs in anew (row
+# auth-cli-N: calls per second and per-call times), which is what a shell
+# script of them costs.
+#
+#   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease auth" scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 TOTAL=${TOTAL:-20000}
 MEMBERS=${MEMBERS:-1 3}
-SCENARIOS=${SCENARIOS:-put range watch lease}
+SCENARIOS=${SCENARIOS:-put range watch lease auth}
 WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
 WATCH_PUTS=${WATCH_PUTS:-300}
 WATCH_RATE=${WATCH_RATE:-100}
@@ -53,8 +61,10 @@ LEASE_KEEPALIVES=${LEASE_KEEPALIVES:-100000}
 LEASE_EXPIRY_LEASES=${LEASE_EXPIRY_LEASES:-1000}
 LEASE_TTL=${LEASE_TTL:-3}
 LEASE_TARGET=${LEASE_TARGET:-leader}
+AUTH_USER=${AUTH_USER:-bench:benchpw}
+AUTH_CLI_CALLS=${AUTH_CLI_CALLS:-100}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch or lease)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease or auth)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -62,7 +72,7 @@ ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | c
 KVD=bin/kvd
 BENCH=bin/kvbench
 SYSTEMS=(kvd etcd)
-go build -o bin/ ./cmd/kvd ./cmd/kvbench
+go build -o bin/ ./cmd/kvd ./cmd/kvbench ./cmd/kvctl
 
 work=$(mktemp -d)
 declare -A eps     # system -> comma-separated client endpoints of its running cluster
@@ -156,6 +166,12 @@ all_scenarios() {
   fi
   echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
   echo "lease-expiry-${LEASE_EXPIRY_LEASES}x${LEASE_TTL}s|--conns 10 --clients 10 lease-expiry --leases $LEASE_EXPIRY_LEASES --ttl $LEASE_TTL"
+  # Last: they enable auth on the cluster (see enable_auth).
+  echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $put --total $TOTAL"
+  echo "auth-range-lin-100clients|--user $AUTH_USER --conns 100 --clients 100 range foo --consistency l --total $TOTAL"
+  if [ "$n" = 1 ]; then
+    echo "auth-cli-${AUTH_CLI_CALLS}calls|--user $AUTH_USER --total $AUTH_CLI_CALLS cli bin/kvctl get foo"
+  fi
 }
 
 # scenarios N prints the lines of all_scenarios whose kind is in SCENARIOS.
@@ -243,13 +259,26 @@ report_part() {
     BEGIN { printf "%-7s %-22s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
 }
 
+# enable_auth turns auth on in both running clusters, with AUTH_USER.
+enable_auth() {
+  local sys
+  for sys in "${SYSTEMS[@]}"; do
+    $BENCH --endpoints "${eps[$sys]}" auth-setup "$AUTH_USER" || { echo "bench.sh: enabling auth on $sys failed" >&2; exit 1; }
+  done
+}
+
 row members scenario server req/s p50_ms p99_ms
 for n in $MEMBERS; do
   list=$(scenarios "$n")
   [ -n "$list" ] || continue
   start_cluster kvd "$KVD" "$n"
   start_cluster etcd "$ETCD" "$n"
+  authed=""
   while IFS='|' read -r name args; do
+    if [ "${name%%-*}" = auth ] && [ -z "$authed" ]; then
+      enable_auth
+      authed=1
+    fi
     run_scenario "$n" "$name" "$args"
   done <<<"$list"
   stop_cluster kvd

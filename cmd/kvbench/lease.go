@@ -108,7 +108,7 @@ func keepAliveOn(ctx context.Context, endpoints []string, target string, ids []i
 	if err != nil {
 		return "", phase{}, err
 	}
-	cc, err := dial(ep)
+	cc, err := dial(ep, "")
 	if err != nil {
 		return "", phase{}, err
 	}
@@ -245,7 +245,7 @@ func streamEndpoint(ctx context.Context, endpoints []string, target string) (str
 		return "", fmt.Errorf("--target must be first, leader or follower, not %q", target)
 	}
 	for _, ep := range endpoints {
-		cc, err := dial(ep)
+		cc, err := dial(ep, "")
 		if err != nil {
 			return "", err
 		}

@@ -91,7 +91,7 @@ func (o *options) runLeaseExpiry(e expiryOptions) error {
 	defer closeAll(conns)
 	// The watch has a connection of its own, so its events do not queue
 	// behind the grants and puts on a shared HTTP/2 connection.
-	watchConn, err := dial(o.endpoints[0])
+	watchConn, err := o.dial(o.endpoints[0])
 	if err != nil {
 		return err
 	}

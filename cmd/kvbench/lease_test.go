@@ -265,7 +265,7 @@ func TestExpiryKeyIndex(t *testing.T) {
 
 func dialTest(t *testing.T, ep string) *grpc.ClientConn {
 	t.Helper()
-	cc, err := dial(ep)
+	cc, err := dial(ep, "")
 	if err != nil {
 		t.Fatal(err)
 	}

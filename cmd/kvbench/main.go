@@ -51,6 +51,10 @@ type options struct {
 	conns     int
 	clients   int
 	total     int
+	// user is name:password to authenticate as; token is what that
+	// gave, sent with every call.
+	user  string
+	token string
 }
 
 func main() {
@@ -66,8 +70,10 @@ func newRoot(o *options) *cobra.Command {
 	root.PersistentFlags().IntVar(&o.conns, "conns", 1, "number of gRPC connections")
 	root.PersistentFlags().IntVar(&o.clients, "clients", 1, "number of concurrent workers")
 	root.PersistentFlags().IntVar(&o.total, "total", 10000, "total number of requests")
+	root.PersistentFlags().StringVar(&o.user, "user", "", "authenticate as name:password once, and send the token with every call")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return o.login() }
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
-		leaseKeepAliveCommand(o), leaseExpiryCommand(o))
+		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o))
 	return root
 }
 
@@ -203,9 +209,18 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 	return nil
 }
 
-// dial opens a connection to one endpoint (host:port, or an http:// URL).
-func dial(ep string) (*grpc.ClientConn, error) {
-	c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial opens a connection to one endpoint, whose calls carry the
+// options' token when there is one.
+func (o *options) dial(ep string) (*grpc.ClientConn, error) { return dial(ep, o.token) }
+
+// dial opens a connection to one endpoint (host:port, or an http:// URL),
+// whose calls carry token when it is not empty.
+func dial(ep, token string) (*grpc.ClientConn, error) {
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds(token)))
+	}
+	c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", ep, err)
 	}
@@ -217,7 +232,7 @@ func dial(ep string) (*grpc.ClientConn, error) {
 func (o *options) dialConns() ([]*grpc.ClientConn, error) {
 	conns := make([]*grpc.ClientConn, 0, o.conns)
 	for i := range o.conns {
-		c, err := dial(o.endpoints[i%len(o.endpoints)])
+		c, err := o.dial(o.endpoints[i%len(o.endpoints)])
 		if err != nil {
 			closeAll(conns)
 			return nil, err

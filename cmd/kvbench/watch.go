@@ -182,7 +182,7 @@ func (o *options) runWatch(w watchOptions) error {
 	defer closeAll(conns)
 	// The putter has a connection of its own, so its requests do not queue
 	// behind the watch traffic on a shared HTTP/2 connection.
-	putConn, err := dial(o.endpoints[0])
+	putConn, err := o.dial(o.endpoints[0])
 	if err != nil {
 		return err
 	}
