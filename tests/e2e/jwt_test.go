@@ -188,6 +188,31 @@ func TestJWTAcrossMembers(t *testing.T) {
 				}
 			}
 
+			// A token outlives a restart of the whole cluster: what it
+			// is checked against (keys, users, the auth state) is all
+			// on disk.
+			for _, m := range ms {
+				m.Kill()
+			}
+			for _, m := range ms {
+				m.Launch()
+			}
+			for _, m := range ms {
+				m.WaitHealthy(30 * time.Second)
+			}
+			everywhere("alice's token after the whole cluster restarted", alice, nil)
+
+			// Turning auth off and on again ends tokens, simple or JWT.
+			if _, err := root.AuthDisable(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := root.AuthEnable(ctx); err != nil {
+				t.Fatal(err)
+			}
+			everywhere("alice's token after auth was disabled and enabled", alice, srv.ended)
+			alice = raw[2].login(ctx, t, "alice", "alicepw2")
+			everywhere("alice's token from member 3", alice, nil)
+
 			if _, err := root.UserDelete(ctx, "alice"); err != nil {
 				t.Fatal(err)
 			}
