@@ -2,6 +2,7 @@ package auth
 
 import (
 	"crypto/subtle"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -30,7 +31,26 @@ type jwtTokens struct {
 	ttl       time.Duration
 	now       func() time.Time
 	parser    *jwt.Parser
+
+	// verified remembers the claims of tokens whose signature checked
+	// out. A client sends the same token with every call, and checking
+	// a signature costs 30 to 80µs of CPU (RS256 to ES256 on the 2-core
+	// machine), as much as the rest of a small request; what a token
+	// says never changes, so it is checked once. Expiry and the
+	// credential are still checked on every call.
+	mu       sync.RWMutex
+	verified map[string]verifiedClaims
 }
+
+type verifiedClaims struct {
+	user, cred string
+	expires    time.Time
+}
+
+// maxVerified bounds the tokens remembered: clients hold one token at a
+// time, so this is far more than the clients of one member, and tokens
+// made up to fill it must each have been signed by us.
+const maxVerified = 4096
 
 // jwtClaims are what a token says. "username" is etcd's claim name, so
 // tools that read etcd's tokens find the user where they expect it.
@@ -47,6 +67,7 @@ func newJWTTokens(c *jwtConfig, now func() time.Time) *jwtTokens {
 		verifyKey: c.verifyKey,
 		ttl:       c.ttl,
 		now:       now,
+		verified:  map[string]verifiedClaims{},
 		// Only the configured algorithm is accepted: a token naming
 		// another ("none", or HS256 keyed with our public key) is
 		// refused before its signature is looked at.
@@ -82,19 +103,52 @@ func (t *jwtTokens) sign(user, cred string) (string, error) {
 func (t *jwtTokens) assign(string, string) {}
 
 func (t *jwtTokens) user(token string, credential func(string) (string, bool)) (string, bool) {
-	var c jwtClaims
-	_, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.verifyKey, nil })
-	if err != nil || c.Username == "" {
+	c, ok := t.verify(token)
+	// Valid until its expiry, not at it (RFC 7519 4.1.4), as the parser
+	// checks it.
+	if !ok || !t.now().Before(c.expires) {
 		return "", false
 	}
-	want, ok := credential(c.Username)
+	want, ok := credential(c.user)
 	if !ok {
 		return "", false
 	}
-	if subtle.ConstantTimeCompare([]byte(c.Credential), []byte(want)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(c.cred), []byte(want)) != 1 {
 		return "", false
 	}
-	return c.Username, true
+	return c.user, true
+}
+
+// verify checks token's signature, algorithm and expiry, or finds that it
+// did so before, and returns its claims.
+func (t *jwtTokens) verify(token string) (verifiedClaims, bool) {
+	t.mu.RLock()
+	c, ok := t.verified[token]
+	t.mu.RUnlock()
+	if ok {
+		return c, true
+	}
+	var claims jwtClaims
+	_, err := t.parser.ParseWithClaims(token, &claims, func(*jwt.Token) (any, error) { return t.verifyKey, nil })
+	if err != nil || claims.Username == "" {
+		return verifiedClaims{}, false
+	}
+	c = verifiedClaims{user: claims.Username, cred: claims.Credential, expires: claims.ExpiresAt.Time}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.verified) >= maxVerified {
+		now := t.now()
+		for tok, v := range t.verified {
+			if !now.Before(v.expires) {
+				delete(t.verified, tok)
+			}
+		}
+		if len(t.verified) >= maxVerified {
+			clear(t.verified)
+		}
+	}
+	t.verified[token] = c
+	return c, true
 }
 
 // A JWT ends on its own when its user's password hash changes or goes:

@@ -359,3 +359,34 @@ func TestUseTokens(t *testing.T) {
 		t.Fatalf("a JWT after UseTokens(the same): %+v, %v", info, err)
 	}
 }
+
+func TestJWTVerifiedTokensBounded(t *testing.T) {
+	k := newTestKeys(t)
+	now := time.Unix(1_700_000_000, 0)
+	m := newMembers(t, &now, "jwt,sign-method=HS256,priv-key="+k.secret+",ttl=1h")
+	s := m.stores[0]
+	jt := s.tokens.(*jwtTokens)
+	m.invalid("a forged token", "eyJhbGciOiJIUzI1NiJ9.e30.c2ln")
+	if len(jt.verified) != 0 {
+		t.Fatalf("a token that failed verification is remembered: %d", len(jt.verified))
+	}
+	first := m.login(0, "alice", "alicepw")
+	m.valid("first token", first, "alice")
+	// A token a second (the claims' resolution, so each is a different
+	// string) for longer than the TTL: once full, the expired ones go.
+	for range maxVerified + 10 {
+		now = now.Add(time.Second)
+		tok := m.login(0, "alice", "alicepw")
+		if _, err := s.Identify(tok); err != nil {
+			t.Fatal(err)
+		}
+		if len(jt.verified) > maxVerified {
+			t.Fatalf("%d tokens remembered, more than %d", len(jt.verified), maxVerified)
+		}
+	}
+	// Pruned of the expired, not emptied: the last hour's are kept.
+	if n := len(jt.verified); n < 3600 || n >= maxVerified {
+		t.Fatalf("%d tokens remembered, want the last hour's 3600 and a few", n)
+	}
+	m.invalid("the first token, expired", first)
+}
