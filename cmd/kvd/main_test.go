@@ -135,6 +135,8 @@ func TestAuthTokenFlag(t *testing.T) {
 		{args: []string{"--auth-token", "simple"}},
 		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv}},
 		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv + ",ttl=10m"}},
+		// etcd starts with options it does not know, and warns.
+		{args: []string{"--auth-token", "jwt,sign-method=ES256,priv-key=" + priv + ",colour=blue"}},
 		{args: []string{"--auth-token", ""}, wantErr: "--auth-token is empty"},
 		{args: []string{"--auth-token", "oauth"}, wantErr: `unknown kind of token "oauth"`},
 		{args: []string{"--auth-token", "jwt,priv-key=" + priv}, wantErr: "--auth-token jwt: sign-method is required"},

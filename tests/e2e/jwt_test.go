@@ -78,6 +78,11 @@ func (r rawMember) login(ctx context.Context, t *testing.T, user, pw string) str
 	if err != nil {
 		t.Fatalf("authenticate %s: %v", user, err)
 	}
+	// Signed without a raft round, the answer still says where it came
+	// from, as etcd's (which goes through raft) does.
+	if h := resp.Header; h == nil || h.ClusterId == 0 || h.MemberId == 0 || h.Revision == 0 || h.RaftTerm == 0 {
+		t.Errorf("authenticate %s: header %v", user, h)
+	}
 	return resp.Token
 }
 
