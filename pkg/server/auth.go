@@ -20,10 +20,6 @@ import (
 // checked here, after their barrier, against the permissions of now.
 
 func (s *Server) recoverAuth() error {
-	// The store is made (in openStorage) before this runs, with the
-	// simple-token settings; the first recovery gives it --auth-token's
-	// choice, and later ones (from snapshots) leave it be.
-	s.auth.UseTokens(s.cfg.authToken)
 	var err error
 	s.be.Read(func(tx backend.ReadTx) { err = s.auth.Recover(tx) })
 	if err != nil {

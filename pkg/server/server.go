@@ -161,7 +161,7 @@ func (s *Server) openStorage() error {
 	if err := s.recoverLeases(); err != nil {
 		return err
 	}
-	s.auth = auth.New(auth.Config{BcryptCost: s.cfg.BcryptCost, TokenTTL: s.cfg.AuthTokenTTL})
+	s.auth = auth.New(auth.Config{BcryptCost: s.cfg.BcryptCost, TokenTTL: s.cfg.AuthTokenTTL, Token: s.cfg.authToken})
 	if err := s.recoverAuth(); err != nil {
 		return err
 	}

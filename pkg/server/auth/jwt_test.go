@@ -322,44 +322,6 @@ func TestSignTokenAfterAChange(t *testing.T) {
 	}
 }
 
-func TestUseTokens(t *testing.T) {
-	k := newTestKeys(t)
-	s, w := newTestStore(t)
-	if err := s.RoleAdd(w, RootRole); err != nil {
-		t.Fatal(err)
-	}
-	addUser(t, s, w, RootUser, "pw", RootRole)
-	if err := s.Enable(w); err != nil {
-		t.Fatal(err)
-	}
-	tok := NewToken(1)
-	if err := s.Authenticate(RootUser, tok); err != nil {
-		t.Fatal(err)
-	}
-	// As a snapshot's recovery does: simple tokens again, kept.
-	s.UseTokens(TokenConfig{})
-	if _, err := s.Identify(tok); err != nil {
-		t.Fatalf("a simple token after UseTokens(simple): %v", err)
-	}
-	tc, err := ParseTokenConfig("jwt,sign-method=RS256,priv-key=" + k.rsa.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.UseTokens(tc)
-	if s.TokensReplicated() {
-		t.Fatal("still simple tokens after UseTokens(jwt)")
-	}
-	rev, _ := s.CheckPassword(RootUser, "pw")
-	jt, err := s.SignToken(RootUser, rev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.UseTokens(tc)
-	if info, err := s.Identify(jt); err != nil || info.User != RootUser {
-		t.Fatalf("a JWT after UseTokens(the same): %+v, %v", info, err)
-	}
-}
-
 func TestJWTVerifiedTokensBounded(t *testing.T) {
 	k := newTestKeys(t)
 	now := time.Unix(1_700_000_000, 0)

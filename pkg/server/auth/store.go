@@ -116,19 +116,6 @@ func newTokenProvider(cfg Config) tokenProvider {
 	return newSimpleTokens(cfg.TokenTTL, cfg.Now)
 }
 
-// UseTokens makes the store hand out and accept the kind of token c
-// names, for a member whose store was made before its --auth-token was
-// known. It must be called before the store serves anyone; called again
-// with the same configuration (as recovery from a snapshot does), it
-// changes nothing, so the simple tokens given out so far survive.
-func (s *Store) UseTokens(c TokenConfig) {
-	if c.jwt == s.cfg.Token.jwt {
-		return
-	}
-	s.cfg.Token = c
-	s.tokens = newTokenProvider(s.cfg)
-}
-
 // Recover replaces the store's state with what db holds.
 func (s *Store) Recover(db Scanner) error {
 	users := map[string]*authpb.User{}
