@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -145,13 +146,15 @@ type simpleTokens struct {
 	ttl time.Duration
 	now func() time.Time
 
-	mu     sync.Mutex
+	// mu guards the map; a lookup, on every request, only shares it and
+	// moves the token's expiry atomically.
+	mu     sync.RWMutex
 	tokens map[string]*tokenInfo
 }
 
 type tokenInfo struct {
 	user    string
-	expires time.Time
+	expires atomic.Int64 // Unix nanoseconds
 }
 
 func newSimpleTokens(ttl time.Duration, now func() time.Time) *simpleTokens {
@@ -177,7 +180,9 @@ func (t *simpleTokens) sign(string, string) (string, error) { return "", errRepl
 func (t *simpleTokens) assign(token, user string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.tokens[token] = &tokenInfo{user: user, expires: t.now().Add(t.ttl)}
+	ti := &tokenInfo{user: user}
+	ti.expires.Store(t.now().Add(t.ttl).UnixNano())
+	t.tokens[token] = ti
 }
 
 // user is the user token was given to, and keeps the token alive for
@@ -186,18 +191,22 @@ func (t *simpleTokens) assign(token, user string) {
 // the user or changing its password forgets the token, so the credential
 // is not needed.
 func (t *simpleTokens) user(token string, _ func(string) (string, bool)) (string, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
 	ti := t.tokens[token]
-	now := t.now()
+	t.mu.RUnlock()
 	if ti == nil {
 		return "", false
 	}
-	if now.After(ti.expires) {
-		delete(t.tokens, token)
+	now := t.now()
+	if now.UnixNano() > ti.expires.Load() {
+		t.mu.Lock()
+		if t.tokens[token] == ti {
+			delete(t.tokens, token)
+		}
+		t.mu.Unlock()
 		return "", false
 	}
-	ti.expires = now.Add(t.ttl)
+	ti.expires.Store(now.Add(t.ttl).UnixNano())
 	return ti.user, true
 }
 
