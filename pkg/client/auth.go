@@ -45,13 +45,16 @@ func (a *tokenAuth) needsLogin() bool { return a.user != "" }
 
 // shouldRefresh says err means the token expired or went stale, so a new
 // one may make the same call succeed. The server refused the call before
-// doing anything, so repeating even a write is safe.
+// doing anything, so repeating even a write is safe. A call sent without
+// a token (the client logged in while auth was off, and it was switched
+// on since) is refused as coming from no user: logging in now gets one.
 func (a *tokenAuth) shouldRefresh(err error) bool {
 	if !a.needsLogin() {
 		return false
 	}
 	err = rpctypes.Error(err)
-	return errors.Is(err, rpctypes.ErrInvalidAuthToken) || errors.Is(err, rpctypes.ErrAuthOldRevision)
+	return errors.Is(err, rpctypes.ErrInvalidAuthToken) || errors.Is(err, rpctypes.ErrAuthOldRevision) ||
+		errors.Is(err, rpctypes.ErrUserEmpty)
 }
 
 // refresh logs in again. A server without auth enabled answers with

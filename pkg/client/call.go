@@ -22,6 +22,10 @@ var safeMethods = map[string]bool{
 	"/etcdserverpb.Maintenance/HashKV":    true,
 	"/etcdserverpb.Maintenance/Hash":      true,
 	"/etcdserverpb.Auth/AuthStatus":       true,
+	"/etcdserverpb.Auth/UserGet":          true,
+	"/etcdserverpb.Auth/UserList":         true,
+	"/etcdserverpb.Auth/RoleGet":          true,
+	"/etcdserverpb.Auth/RoleList":         true,
 	"/etcdserverpb.Lease/LeaseTimeToLive": true,
 	"/etcdserverpb.Lease/LeaseLeases":     true,
 }

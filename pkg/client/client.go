@@ -1,8 +1,9 @@
 // Package client is a Go client for kvd and any server speaking the etcd
 // v3 API, shaped like etcd's clientv3: a Client exposes KV, Cluster,
-// Maintenance, Watcher and Lease, requests are spread round-robin over every
-// endpoint by gRPC's own balancer, reads that fail because an endpoint
-// went away are retried on another, and watches resume on another.
+// Maintenance, Watcher, Lease and Auth, requests are spread round-robin
+// over every endpoint by gRPC's own balancer, reads that fail because an
+// endpoint went away are retried on another, and watches resume on
+// another.
 package client
 
 import (
@@ -69,6 +70,7 @@ type Client struct {
 	Maintenance
 	Watcher
 	Lease
+	Auth
 
 	cfg      Config
 	ctx      context.Context
@@ -130,6 +132,7 @@ func New(cfg Config) (*Client, error) {
 	c.Watcher = newWatcher(c)
 	c.lessor = newLessor(c)
 	c.Lease = c.lessor
+	c.Auth = &authAPI{remote: pb.NewAuthClient(conn)}
 
 	if err := c.login(); err != nil {
 		c.Close()
