@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -151,23 +150,48 @@ func discoverEndpoints(domain, name string) ([]string, error) {
 	return eps, nil
 }
 
-// askPassword prompts on stdout and reads one line from stdin, with
-// echo off when stdin is a terminal.
+// askPassword asks for the password of --user.
 func askPassword(stdin io.Reader, stdout io.Writer) (string, error) {
-	fmt.Fprint(stdout, "Password: ")
+	return readSecret(stdin, stdout, "Password: ")
+}
+
+// readSecret prompts on stdout and reads one line from stdin, with echo
+// off when stdin is a terminal, then ends the prompt's line whatever was
+// read, as etcdctl does. Spaces around the answer are dropped.
+func readSecret(stdin io.Reader, stdout io.Writer, prompt string) (string, error) {
+	fmt.Fprint(stdout, prompt)
 	if f, ok := stdin.(*os.File); ok {
 		if restore, err := echoOff(int(f.Fd())); err == nil {
-			defer func() {
-				restore()
-				fmt.Fprintln(stdout)
-			}()
+			defer restore()
 		}
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("read password: %w", err)
+	line, err := readLine(stdin)
+	fmt.Fprintln(stdout)
+	if err != nil {
+		return "", fmt.Errorf("failed during password entry: %w", err)
 	}
-	return strings.TrimRight(line, "\r\n"), nil
+	return strings.TrimSpace(line), nil
+}
+
+// readLine reads up to a newline or the end of stdin one byte at a time:
+// a buffered read would swallow what follows, which belongs to the next
+// prompt (user add asks twice) or to the command itself.
+func readLine(r io.Reader) (string, error) {
+	var line []byte
+	var b [1]byte
+	for {
+		n, err := r.Read(b[:])
+		if n == 1 && b[0] != '\n' {
+			line = append(line, b[0])
+			continue
+		}
+		if n == 1 || err == io.EOF {
+			return strings.TrimSuffix(string(line), "\r"), nil
+		}
+		if err != nil {
+			return "", err
+		}
+	}
 }
 
 // echoOff stops the terminal on fd from echoing typed characters and

@@ -120,7 +120,7 @@ func TestAuthSameAsEtcdctl(t *testing.T) {
 		}
 	}
 	r := framework.Run(t, framework.Invocation{Bin: kvctl, Endpoints: m.Endpoint, Args: []string{"get", "k", "--user", "root"}, Stdin: "secret\n"})
-	if r.Code != 0 || r.Stdout != "Password: k\nw\n" {
+	if r.Code != 0 || r.Stdout != "Password: \nk\nw\n" {
 		t.Fatalf("password from stdin: %+v", r)
 	}
 }
