@@ -90,6 +90,7 @@ func newRoot(g *globals) *cobra.Command {
 		&cobra.Group{ID: groupKV, Title: "Key-value commands"},
 		&cobra.Group{ID: groupCluster, Title: "Cluster maintenance commands"},
 		&cobra.Group{ID: groupConcurrency, Title: "Concurrency commands"},
+		&cobra.Group{ID: groupAuth, Title: "Authentication commands"},
 		&cobra.Group{ID: groupUtility, Title: "Utility commands"},
 	)
 	root.SetHelpCommandGroupID(groupUtility)
@@ -98,6 +99,7 @@ func newRoot(g *globals) *cobra.Command {
 		newGetCommand(g), newPutCommand(g), newDelCommand(g), newTxnCommand(g), newCompactionCommand(g),
 		newWatchCommand(g), newLeaseCommand(g),
 		newLockCommand(g), newElectCommand(g),
+		newUserCommand(g), newRoleCommand(g), newAuthCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g),
 		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)

@@ -40,6 +40,8 @@ type printer interface {
 	// TimeToLive is told whether the attached keys were asked for.
 	TimeToLive(r *client.LeaseTimeToLiveResponse, keys bool) error
 	Leases(*client.LeaseLeasesResponse) error
+	// Auth prints the answer of a user, role or auth command.
+	Auth(authResult) error
 }
 
 // epStatus, epHealth and epHashKV are one endpoint's answer; their JSON
