@@ -157,6 +157,7 @@ func (r storeReader) Range(key, end []byte, o mvcc.RangeOptions) (*mvcc.RangeRes
 func (r storeReader) Rev() int64 { return r.s.Rev() }
 
 // authErrors are the auth store's errors as etcd's clients know them.
+// ErrNoPasswordUser is not among them: etcd answers it as a plain error.
 var authErrors = map[error]error{
 	auth.ErrRootUserNotExist:     rpctypes.ErrGRPCRootUserNotExist,
 	auth.ErrRootRoleNotExist:     rpctypes.ErrGRPCRootRoleNotExist,
@@ -168,7 +169,6 @@ var authErrors = map[error]error{
 	auth.ErrRoleEmpty:            rpctypes.ErrGRPCRoleEmpty,
 	auth.ErrPermissionNotGiven:   rpctypes.ErrGRPCPermissionNotGiven,
 	auth.ErrAuthFailed:           rpctypes.ErrGRPCAuthFailed,
-	auth.ErrNoPasswordUser:       rpctypes.ErrGRPCAuthFailed,
 	auth.ErrPermissionDenied:     rpctypes.ErrGRPCPermissionDenied,
 	auth.ErrRoleNotGranted:       rpctypes.ErrGRPCRoleNotGranted,
 	auth.ErrPermissionNotGranted: rpctypes.ErrGRPCPermissionNotGranted,

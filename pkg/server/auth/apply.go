@@ -30,9 +30,10 @@ func (s *Store) Enable(w Writer) error {
 	case !slices.Contains(u.Roles, RootRole):
 		return ErrRootRoleNotExist
 	}
+	// As etcd, enabling does not move the revision: nothing any user
+	// may do has changed, only that requests must now say who they are.
 	s.enabled = true
 	w.PutRecord(backend.Auth, enabledKey, []byte{1})
-	s.commit(w)
 	s.enabledAt = s.revision
 	w.PutRecord(backend.Auth, enabledAtKey, binary.BigEndian.AppendUint64(nil, s.enabledAt))
 	return nil

@@ -100,6 +100,7 @@ func New(cfg Config) *Store {
 	cfg.fill()
 	return &Store{
 		cfg:       cfg,
+		revision:  1,
 		users:     map[string]*authpb.User{},
 		roles:     map[string]*authpb.Role{},
 		perms:     map[string]*userPerms{},
@@ -144,7 +145,8 @@ func (s *Store) Recover(db Scanner) error {
 	defer s.mu.Unlock()
 	s.users, s.roles = users, roles
 	s.enabled = len(db.Get(backend.Auth, enabledKey)) == 1 && db.Get(backend.Auth, enabledKey)[0] == 1
-	s.revision = getUint(db.Get(backend.Auth, revisionKey))
+	// A store no change has been made to is at revision 1, as etcd's.
+	s.revision = max(1, getUint(db.Get(backend.Auth, revisionKey)))
 	s.enabledAt = getUint(db.Get(backend.Auth, enabledAtKey))
 	s.rebuild()
 	return nil
