@@ -92,6 +92,8 @@ func TestAuthOnCluster(t *testing.T) {
 	denied("txn writing /rw/ and /ro/", err)
 	_, err = alice[2].Get(ctx, "/", clientv3.WithPrefix())
 	denied("read of everything", err)
+	_, err = alice[0].Compact(ctx, before.Header.Revision)
+	denied("compaction by a user without the root role", err)
 	after, err := root.Get(ctx, "/", clientv3.WithPrefix())
 	if err != nil || after.Header.Revision != before.Header.Revision || !sameKVs(before, after) {
 		t.Fatalf("refused requests changed the store: revision %d to %d", before.Header.Revision, after.Header.Revision)
