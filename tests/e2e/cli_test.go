@@ -127,6 +127,73 @@ var behaviours = []step{
 	{args: []string{"elect", "-l", "myelection"}, interruptAfter: time.Second},
 	cmd("get", "--prefix", "myelection"),
 	cmd("elect", "myelection"),
+	// Users, roles and auth (issue 10). Auth is switched off again at
+	// the end, so steps added after these need no credentials.
+	cmd("role", "add", "testrole"),
+	cmd("role", "list"),
+	cmd("role", "get", "testrole"),
+	cmd("role", "grant-permission", "testrole", "read", "/permission"),
+	cmd("role", "grant-permission", "testrole2", "readwrite", "/permission"),
+	cmd("role", "add", "testrole2"),
+	cmd("role", "grant-permission", "testrole2", "readwrite", "/permission"),
+	cmd("role", "grant-permission", "testrole", "write", "/pfx/", "--prefix"),
+	cmd("role", "grant-permission", "testrole", "readwrite", "/from", "--from-key"),
+	cmd("role", "grant-permission", "testrole", "read", "/a", "/c"),
+	cmd("role", "grant-permission", "testrole", "read", "", "--prefix"),
+	cmd("role", "grant-permission", "testrole", "read", "/b", "/a"),
+	cmd("role", "grant-permission", "testrole", "execute", "/x"),
+	cmd("role", "get", "testrole"),
+	cmd("role", "get", "testrole", "-w", "json"),
+	cmd("role", "revoke-permission", "testrole", "/pfx/", "--prefix"),
+	cmd("role", "revoke-permission", "testrole", "/from", "--from-key"),
+	cmd("role", "revoke-permission", "testrole", "/a", "/c"),
+	cmd("role", "revoke-permission", "testrole", "", "--prefix"),
+	cmd("role", "revoke-permission", "testrole", "/permission"),
+	cmd("role", "revoke-permission", "testrole", "/permission"),
+	cmd("role", "del", "testrole"),
+	cmd("role", "get", "testrole"),
+	{args: []string{"user", "add", "testuser"}, stdin: "pw\npw\n", mask: maskStty},
+	{args: []string{"user", "add", "baduser"}, stdin: "a\nb\n", mask: maskStty},
+	cmd("user", "add", "testuser2", "--new-user-password=123456"),
+	{args: []string{"user", "add", "testuser3", "--interactive=false"}, stdin: "secret3\n"},
+	cmd("user", "add", "testuser4", "--no-password"),
+	cmd("user", "add", "testuser2", "--new-user-password=x"),
+	cmd("user", "list"),
+	cmd("user", "list", "-w", "json"),
+	cmd("user", "get", "testuser", "--detail"),
+	{args: []string{"user", "passwd", "testuser"}, stdin: "pw2\npw2\n", mask: maskStty},
+	cmd("user", "del", "testuser"),
+	cmd("user", "get", "testuser"),
+	{args: []string{"user", "add", "testuser"}, stdin: "pw\npw\n", mask: maskStty},
+	cmd("role", "add", "testrole"),
+	cmd("role", "grant-permission", "testrole", "read", "/permission"),
+	cmd("user", "grant-role", "testuser", "testrole"),
+	cmd("user", "grant-role", "testuser", "nosuchrole"),
+	cmd("user", "grant-role", "testuser2", "testrole2"),
+	cmd("user", "grant-role", "testuser3", "testrole"),
+	cmd("user", "revoke-role", "testuser3", "testrole"),
+	cmd("user", "revoke-role", "testuser3", "testrole"),
+	cmd("user", "get", "testuser", "--detail"),
+	cmd("auth", "status"),
+	cmd("auth", "enable"),
+	cmd("role", "add", "root"),
+	cmd("user", "add", "root", "--new-user-password=123456"),
+	cmd("user", "grant-role", "root", "root"),
+	cmd("auth", "enable"),
+	{args: []string{"put", "/permission", "all2", "--user=testuser2"}, stdin: "123456\n", mask: maskStty},
+	cmd("--user=testuser2", "--password=123456", "put", "/permission", "all2"),
+	cmd("--user=root:123456", "auth", "status"),
+	cmd("get", "/permission"),
+	cmd("get", "/permission", "--user=testuser:pw"),
+	cmd("put", "/permission", "x", "--user=testuser:pw"),
+	cmd("get", "/other", "--user=testuser:pw"),
+	cmd("get", "/permission", "--user=testuser:wrong"),
+	cmd("user", "list", "--user=testuser:pw"),
+	cmd("auth", "disable", "--user=testuser:pw"),
+	cmd("--user=root:123456", "user", "list"),
+	cmd("--user=root:123456", "auth", "disable"),
+	cmd("auth", "status"),
+	cmd("get", "/permission"),
 }
 
 var (
@@ -160,6 +227,13 @@ func maskVersion(s string) string { return versionRe.ReplaceAllString(s, "CLI ve
 func maskStatus(s string) string {
 	return padRe.ReplaceAllString(statusRe.ReplaceAllString(s, "N"), " ")
 }
+
+// stty speaks on stderr when etcdctl asks for a password on a stdin that
+// is not a terminal (it runs stty to turn echo off and on); kvctl asks
+// the terminal itself and says nothing.
+var sttyRe = regexp.MustCompile(`(?m)^stty: .*\n`)
+
+func maskStty(s string) string { return sttyRe.ReplaceAllString(s, "") }
 
 type outcome struct {
 	stdout, stderr []byte
