@@ -45,8 +45,8 @@ type Server struct {
 	// authChanged fires as each change of users, roles or permissions
 	// applies, for open watches to be checked again.
 	authChanged changeSignal
-	node      *raftnode.Node
-	cluster   *membership.Cluster
+	node        *raftnode.Node
+	cluster     *membership.Cluster
 
 	ids     idGen
 	waits   waitRegistry
