@@ -2,7 +2,6 @@ package main
 
 import (
 	"io"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -10,17 +9,6 @@ import (
 
 	"github.com/kvd-io/kvd/tests/framework"
 )
-
-// skipWhileAuthPending skips the kvd variant of an auth test while
-// KVD_AUTH_PENDING=1 is set: the server side of auth is being built, and
-// until it lands kvd answers the Auth calls with Unimplemented. Without
-// the variable the kvd variants run, and fail until then.
-func skipWhileAuthPending(t *testing.T, server string) {
-	t.Helper()
-	if server == "kvd" && os.Getenv("KVD_AUTH_PENDING") == "1" {
-		t.Skip("KVD_AUTH_PENDING=1: kvd does not serve auth yet")
-	}
-}
 
 // sttyRe matches what stty says on stderr when etcdctl asks for a
 // password on a stdin that is not a terminal: etcdctl runs stty to turn
@@ -52,7 +40,6 @@ func TestUserRoleAuthSameAsEtcdctl(t *testing.T) {
 	want := run(t, etcdctl, etcd)
 	for _, srv := range leaseServers { // the same servers as the lease comparison
 		t.Run(srv.name, func(t *testing.T) {
-			skipWhileAuthPending(t, srv.name)
 			got := run(t, kvctl, srv.bin(t))
 			for i, st := range steps {
 				if got[i] != want[i] {

@@ -3,7 +3,6 @@ package client
 import (
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -12,17 +11,6 @@ import (
 
 	"github.com/kvd-io/kvd/tests/framework"
 )
-
-// skipWhileAuthPending skips the kvd variant of an auth test while
-// KVD_AUTH_PENDING=1 is set: the server side of auth is being built, and
-// until it lands kvd answers the Auth calls with Unimplemented. Without
-// the variable the kvd variants run, and fail until then.
-func skipWhileAuthPending(t *testing.T, server string) {
-	t.Helper()
-	if server == "kvd" && os.Getenv("KVD_AUTH_PENDING") == "1" {
-		t.Skip("KVD_AUTH_PENDING=1: kvd does not serve auth yet")
-	}
-}
 
 // authFixture is what the auth subtests share, in order: the server, a
 // client without credentials, and root's client once auth is on.
@@ -57,7 +45,6 @@ func TestAuthAgainstServers(t *testing.T) {
 		{"kvd", framework.StartKvd},
 	} {
 		t.Run(srv.name, func(t *testing.T) {
-			skipWhileAuthPending(t, srv.name)
 			m := srv.start(t)
 			f := &authFixture{server: t, ep: m.Endpoint, anon: newTestClient(t, Config{Endpoints: []string{m.Endpoint}})}
 			for _, tt := range []struct {
