@@ -181,7 +181,13 @@ func (s *Store) permitted(info Info, key, end []byte, write bool) error {
 	if write {
 		set = p.write
 	}
-	if !set.covers(spanOf(key, end)) {
+	ok := false
+	if len(end) == 0 {
+		ok = set.holds(key)
+	} else {
+		ok = set.covers(spanOf(key, end))
+	}
+	if !ok {
 		return ErrPermissionDenied
 	}
 	return nil

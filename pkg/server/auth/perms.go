@@ -57,6 +57,16 @@ func merge(in []span) spans {
 	return out
 }
 
+// holds says whether key is in the set: covers for a single key,
+// without building its span.
+func (ss spans) holds(key []byte) bool {
+	i, found := slices.BinarySearchFunc(ss, key, func(e span, k []byte) int { return bytes.Compare(e.from, k) })
+	if !found {
+		i--
+	}
+	return i >= 0 && endsBefore(key, ss[i].to)
+}
+
 // covers says whether every key of s is in the set.
 func (ss spans) covers(s span) bool {
 	// The last interval starting at or before s.from is the only one that

@@ -59,3 +59,17 @@ func TestValidRange(t *testing.T) {
 		}
 	}
 }
+
+// holds is covers for one key, without building its span.
+func TestHoldsIsCoversOfOneKey(t *testing.T) {
+	set := merge([]span{
+		spanOf([]byte("/a"), nil),
+		spanOf([]byte("/b/"), []byte("/b0")),
+		spanOf([]byte("/z"), []byte{0}),
+	})
+	for _, k := range []string{"/", "/a", "/a\x00", "/a0", "/b/", "/b/x", "/b0", "/y", "/z", "/zz", "\xff"} {
+		if got, want := set.holds([]byte(k)), set.covers(spanOf([]byte(k), nil)); got != want {
+			t.Errorf("holds(%q) = %v, covers of the key = %v", k, got, want)
+		}
+	}
+}
