@@ -125,15 +125,7 @@ func TestAuthOnCluster(t *testing.T) {
 	_, err = alice[1].Get(ctx, "/rw/k")
 	denied("read right after the permission was revoked", err)
 
-	for _, m := range ms {
-		m.Kill()
-	}
-	for _, m := range ms {
-		m.Launch()
-	}
-	for _, m := range ms {
-		m.WaitHealthy(30 * time.Second)
-	}
+	framework.CrashCluster(ms, 0)
 	eventually(t, 20*time.Second, "alice reads /ro/ after the restart", func() error {
 		_, err := userClient(t, ms[1].Endpoint, "alice", "alicepw").Get(ctx, "/ro/k")
 		return err

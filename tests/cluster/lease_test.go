@@ -231,15 +231,7 @@ func TestLeaseSurvivesWholeClusterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(8 * time.Second)
-	for _, m := range ms {
-		m.Kill()
-	}
-	for _, m := range ms {
-		m.Launch() // healthy only once a quorum runs
-	}
-	for _, m := range ms {
-		m.WaitHealthy(30 * time.Second)
-	}
+	framework.CrashCluster(ms, 0)
 	var resp *clientv3.LeaseTimeToLiveResponse
 	eventually(t, 10*time.Second, "lease time to live after restart", func() error {
 		var err error

@@ -196,15 +196,7 @@ func TestJWTAcrossMembers(t *testing.T) {
 			// A token outlives a restart of the whole cluster: what it
 			// is checked against (keys, users, the auth state) is all
 			// on disk.
-			for _, m := range ms {
-				m.Kill()
-			}
-			for _, m := range ms {
-				m.Launch()
-			}
-			for _, m := range ms {
-				m.WaitHealthy(30 * time.Second)
-			}
+			framework.CrashCluster(ms, 0)
 			everywhere("alice's token after the whole cluster restarted", alice, nil)
 
 			// Turning auth off and on again ends tokens, simple or JWT.

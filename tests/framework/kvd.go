@@ -411,6 +411,22 @@ func (m *Member) Log() string {
 	return m.log.String()
 }
 
+// CrashCluster kills every member of ms with -9 at once, waits down, and
+// starts them all again, waiting until each is healthy: a member is
+// healthy only once a quorum runs, so they start together.
+func CrashCluster(ms []*Member, down time.Duration) {
+	for _, m := range ms {
+		m.Kill()
+	}
+	time.Sleep(down)
+	for _, m := range ms {
+		m.Launch()
+	}
+	for _, m := range ms {
+		m.WaitHealthy(30 * time.Second)
+	}
+}
+
 // StartKvdCluster starts n kvd members forming one new cluster on
 // 127.0.0.1 ports and waits until every one is healthy.
 func StartKvdCluster(t testing.TB, n int, extra ...string) []*Member {

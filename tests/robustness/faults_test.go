@@ -265,17 +265,8 @@ func probeThrough(addr string) error {
 // restartCluster crashes every member at once and starts them again,
 // which only works if each one's acknowledged state is on disk.
 func restartCluster(c *cluster, rng *rand.Rand) (string, error) {
-	for _, m := range c.members {
-		m.Kill()
-	}
 	down := between(rng, 200*time.Millisecond, time.Second)
-	time.Sleep(down)
-	for _, m := range c.members {
-		m.Launch()
-	}
-	for _, m := range c.members {
-		m.WaitHealthy(30 * time.Second)
-	}
+	framework.CrashCluster(c.members, down)
 	return fmt.Sprintf("kill -9 every member, restarted after %v", down), nil
 }
 
