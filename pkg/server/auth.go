@@ -36,6 +36,12 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		token = ts[0]
 	}
 	info, err := s.auth.Identify(token)
+	if errors.Is(err, auth.ErrInvalidAuthToken) && s.reads.wait(ctx) == nil {
+		// A simple token reaches every member through raft: one given
+		// out by another member a moment ago may not have applied here
+		// yet. Once everything committed has, it has or it never will.
+		info, err = s.auth.Identify(token)
+	}
 	if err != nil {
 		return ctx, apply.ToGRPC(err)
 	}

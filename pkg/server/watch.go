@@ -22,6 +22,7 @@ func (s *Server) NewWatchStream(ctx context.Context) api.WatchStream {
 		WatchStream: s.watchable.NewStream(),
 		auth:        s.auth,
 		user:        auth.InfoFrom(ctx).User,
+		refused:     api.IdentifyError(ctx),
 		ranges:      map[int64][2][]byte{},
 		stopc:       make(chan struct{}),
 		donec:       make(chan struct{}),
@@ -36,6 +37,9 @@ type watchStream struct {
 	*mvcc.WatchStream
 	auth *auth.Store
 	user string
+	// refused, when set, is why the stream's token was refused: every
+	// watch it asks for is refused with it.
+	refused error
 
 	mu     sync.Mutex
 	ranges map[int64][2][]byte // watch ID -> key and range end
@@ -49,6 +53,9 @@ func (w *watchStream) permitted(key, end []byte) error {
 }
 
 func (w *watchStream) Watch(r *pb.WatchCreateRequest) (int64, error) {
+	if w.refused != nil {
+		return 0, w.refused
+	}
 	if err := w.permitted(r.Key, r.RangeEnd); err != nil {
 		return 0, apply.ToGRPC(err)
 	}

@@ -154,12 +154,29 @@ func (id identifier) unary(ctx context.Context, req any, info *grpc.UnaryServerI
 	return next(ctx, req)
 }
 
-func (id identifier) stream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, next grpc.StreamHandler) error {
+const watchMethod = "/etcdserverpb.Watch/Watch"
+
+func (id identifier) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error {
 	ctx, err := id(ss.Context())
 	if err != nil {
-		return toStatus(err)
+		if info.FullMethod != watchMethod {
+			return toStatus(err)
+		}
+		// As etcd's, a watch stream with a bad token stays open and each
+		// watch it asks for is refused with the reason, which tells
+		// clientv3 to log in again and ask anew; ending the stream would
+		// end its watches for good.
+		ctx = context.WithValue(ss.Context(), identifyErrKey{}, toStatus(err))
 	}
 	return next(srv, identifiedStream{ss, ctx})
+}
+
+type identifyErrKey struct{}
+
+// IdentifyError is why a watch stream's token was refused, or nil.
+func IdentifyError(ctx context.Context) error {
+	err, _ := ctx.Value(identifyErrKey{}).(error)
+	return err
 }
 
 // identifiedStream is a stream whose context says who it comes from.

@@ -98,7 +98,7 @@ func (o *watchSender) receive(ws WatchStream) error {
 				// etcd answers a refused watch on the stream itself, a
 				// forbidden one with no watch ID.
 				refused := &pb.WatchResponse{WatchId: cr.WatchId, Created: true, Canceled: true, CancelReason: err.Error()}
-				if errors.Is(err, rpctypes.ErrGRPCPermissionDenied) {
+				if refusedByAuth(err) {
 					refused.WatchId = -1
 				}
 				if err := o.send(refused); err != nil {
@@ -161,4 +161,15 @@ func fragmentsOf(r *pb.WatchResponse, max int) []*pb.WatchResponse {
 	}
 	cur.Fragment = false
 	return append(parts, cur)
+}
+
+// refusedByAuth says whether a watch was refused for who asked for it,
+// which etcd answers with no watch ID.
+func refusedByAuth(err error) bool {
+	for _, e := range []error{rpctypes.ErrGRPCPermissionDenied, rpctypes.ErrGRPCInvalidAuthToken, rpctypes.ErrGRPCAuthOldRevision, rpctypes.ErrGRPCUserEmpty} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
