@@ -12,6 +12,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/kvd-io/kvd/tests/framework"
 )
@@ -36,14 +37,9 @@ const leaseCheckpointInterval = "4s"
 func startCluster(t *testing.T) *cluster {
 	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval)
 	c := &cluster{t: t, members: ms, peer: peer}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := enableAuth(ctx, c.direct()); err != nil {
-		t.Fatal(err)
-	}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
-		a, err := clientAs([]string{m.Endpoint}, rootUser, time.Second)
+		a, err := clientv3.New(clientv3.Config{Endpoints: []string{m.Endpoint}, DialTimeout: time.Second, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -255,7 +251,7 @@ func blackholeClient(c *cluster, rng *rand.Rand) (string, error) {
 // probeThrough sends one request through addr alone and returns its
 // error: nil when it was answered within half a second.
 func probeThrough(addr string) error {
-	cli, err := clientAs([]string{addr}, rootUser, 500*time.Millisecond)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: 500 * time.Millisecond, Logger: zap.NewNop()})
 	if err != nil {
 		return err
 	}

@@ -54,15 +54,13 @@ func (r *Recorder) add(op porcupine.Operation) {
 type Client struct {
 	r       *Recorder
 	c       *clientv3.Client
-	admin   *clientv3.Client
 	timeout time.Duration
 	id      int
 }
 
-// NewClient wraps c, and admin for compactions, which only root may
-// make; every request gets its own timeout.
-func (r *Recorder) NewClient(c, admin *clientv3.Client, timeout time.Duration) *Client {
-	return &Client{r: r, c: c, admin: admin, timeout: timeout, id: r.newClientID()}
+// NewClient wraps c; every request gets its own timeout.
+func (r *Recorder) NewClient(c *clientv3.Client, timeout time.Duration) *Client {
+	return &Client{r: r, c: c, timeout: timeout, id: r.newClientID()}
 }
 
 // do runs one request and records it. After a failed request the worker
@@ -197,7 +195,7 @@ func (cl *Client) MultiTxn(cmps []Cmp, then []TxnOp, elseKey, elseEnd string) Ou
 // recorded as such, not as unknown ones.
 func (cl *Client) Compact(rev int64) Output {
 	return cl.do(Input{Kind: OpCompact, Revision: rev}, func(ctx context.Context) Output {
-		resp, err := cl.admin.Compact(ctx, rev)
+		resp, err := cl.c.Compact(ctx, rev)
 		switch {
 		case err == nil:
 			return Output{Revision: resp.Header.Revision}
