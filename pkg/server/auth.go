@@ -36,7 +36,7 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		token = ts[0]
 	}
 	info, err := s.auth.Identify(token)
-	if errors.Is(err, auth.ErrInvalidAuthToken) && s.reads.wait(ctx) == nil {
+	if errors.Is(err, auth.ErrInvalidAuthToken) && s.caughtUp(ctx) {
 		// A simple token reaches every member through raft: one given
 		// out by another member a moment ago may not have applied here
 		// yet. Once everything committed has, it has or it never will.
@@ -49,6 +49,14 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		return ctx, nil // nothing to carry: auth is off, or no token
 	}
 	return auth.WithInfo(ctx, info), nil
+}
+
+// caughtUp waits, at most a request's timeout (a stream's own context has
+// no deadline), until this member has applied everything committed.
+func (s *Server) caughtUp(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
+	defer cancel()
+	return s.reads.wait(ctx) == nil
 }
 
 // checkAdmin refuses a call whose user does not have the root role.
