@@ -18,8 +18,8 @@ import (
 	"github.com/kvd-io/kvd/pkg/server"
 )
 
-// parse runs the flag parsing of the kvd command on args.
-func parse(t *testing.T, args ...string) server.Config {
+// parseConfig runs the flag parsing of the kvd command on args.
+func parseConfig(t *testing.T, args ...string) (server.Config, error) {
 	t.Helper()
 	v := viper.New()
 	cmd := newCommand()
@@ -29,7 +29,13 @@ func parse(t *testing.T, args ...string) server.Config {
 	if err := bindConfig(v, cmd.Flags()); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := configFrom(v)
+	return configFrom(v)
+}
+
+// parse is parseConfig for flags that must parse.
+func parse(t *testing.T, args ...string) server.Config {
+	t.Helper()
+	cfg, err := parseConfig(t, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +101,7 @@ func TestDiscoveryValidation(t *testing.T) {
 // --auth-token's key files.
 func startupError(t *testing.T, args ...string) error {
 	t.Helper()
-	v := viper.New()
-	cmd := newCommand()
-	if err := cmd.ParseFlags(args); err != nil {
-		t.Fatal(err)
-	}
-	if err := bindConfig(v, cmd.Flags()); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configFrom(v)
+	cfg, err := parseConfig(t, args...)
 	if err != nil {
 		return err
 	}
