@@ -9,9 +9,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 )
 
-// maxLeaseTTL is the longest TTL etcd grants, in seconds.
-const maxLeaseTTL = 9_000_000_000
-
 // Leases is what the Lease service needs from a member.
 type Leases interface {
 	// LeaseGrant and LeaseRevoke go through raft.
@@ -30,10 +27,9 @@ type leaseService struct {
 	hdr Header
 }
 
+// LeaseGrant leaves the TTL's bounds to the lessor, which refuses a TTL
+// too long as the entry applies, changing nothing.
 func (s *leaseService) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
-	if r.TTL > maxLeaseTTL {
-		return nil, rpctypes.ErrGRPCLeaseTTLTooLarge
-	}
 	resp, err := s.l.LeaseGrant(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)

@@ -34,13 +34,6 @@ func (l *Lessor) Demote() {
 	}
 }
 
-// Primary says whether this lessor keeps lease time.
-func (l *Lessor) Primary() bool {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.primary
-}
-
 // refresh starts le's clock again: its remaining TTL from now, plus
 // extend. The caller holds mu and is the primary.
 func (l *Lessor) refresh(le *lease, extend time.Duration) {
