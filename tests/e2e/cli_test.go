@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,9 +33,13 @@ type step struct {
 func cmd(args ...string) step { return step{args: args} }
 
 // behaviours run in order on one fresh server, so revisions line up across
-// every pairing. A later issue adds its commands here and gets every
-// pairing of CLI and server for free.
-var behaviours = []step{
+// every pairing. A later issue adds a list of its commands here, in a file
+// of its own, and gets every pairing of CLI and server for free.
+var behaviours = slices.Concat(coreBehaviours)
+
+// coreBehaviours are the key-value, watch, lease, lock, election, member
+// and RBAC commands.
+var coreBehaviours = []step{
 	cmd("put", "/key1", "value1"),
 	cmd("put", "/key2", "value2"),
 	cmd("put", "/key3", "value3"),
