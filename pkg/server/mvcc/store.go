@@ -56,7 +56,7 @@ type Store struct {
 	wg         sync.WaitGroup // background compactions
 	compacting atomic.Int32   // how many of them are running
 	hashes     hashHistory    // of the latest compactions
-	stopc chan struct{}
+	stopc      chan struct{}
 }
 
 // New opens the store over be, rebuilding the key index from it and
