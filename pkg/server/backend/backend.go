@@ -30,7 +30,10 @@ var (
 	Auth      = []byte("auth")
 	AuthUsers = []byte("authUsers")
 	AuthRoles = []byte("authRoles")
-	buckets   = [][]byte{Key, Meta, Members, Lease, Auth, AuthUsers, AuthRoles}
+	// Alarm holds the active alarms, as etcd keeps them: each key is a
+	// marshaled etcdserverpb.AlarmMember, with no value.
+	Alarm   = []byte("alarm")
+	buckets = [][]byte{Key, Meta, Members, Lease, Auth, AuthUsers, AuthRoles, Alarm}
 )
 
 // Config says where the database lives and how writes are batched.
