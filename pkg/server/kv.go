@@ -120,6 +120,8 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		IsLearner:        s.isLearner(),
 		StorageVersion:   version.ClusterVersion,
 		DbSizeQuota:      s.quota.Limit(),
+		// kvd has no downgrades; etcd reports one not enabled.
+		DowngradeInfo: &pb.DowngradeInfo{},
 	}
 	// As etcd, the member's troubles: no leader, then each active alarm
 	// as "memberID:<decimal id> alarm:<type>".
