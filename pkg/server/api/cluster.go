@@ -17,6 +17,7 @@ type Maintenance interface {
 	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	// MoveLeader hands leadership to member target; only the leader can.
 	MoveLeader(ctx context.Context, target uint64) error
+	Defragmenter
 }
 
 // Cluster is what the Cluster service needs from a member.
