@@ -17,6 +17,7 @@ type Maintenance interface {
 	MoveLeader(ctx context.Context, target uint64) error
 	// Alarm lists, raises or clears alarms (see alarm.go).
 	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
+	Defragmenter
 }
 
 // Cluster is what the Cluster service needs from a member.
