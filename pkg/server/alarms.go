@@ -64,7 +64,7 @@ func (s *Server) raiseAlarm(ctx context.Context, member uint64, typ pb.AlarmType
 // would reach the quota with it, and raises NOSPACE for this member
 // first, as etcd does, so every member refuses such writes from then on.
 func (s *Server) checkQuota(ctx context.Context, r any) error {
-	if s.quota.Available(s.be.Size(), r) {
+	if s.quota.Available(s.be.Size, r) {
 		return nil
 	}
 	if !s.hasAlarm(s.cluster.LocalID(), pb.AlarmType_NOSPACE) {

@@ -182,14 +182,15 @@ func TestQuotaCost(t *testing.T) {
 			t.Errorf("%s: cost %d, want %d", tt.name, got, tt.want)
 		}
 	}
+	size := func(n int64) func() int64 { return func() int64 { return n } }
 	q := NewQuota(1000)
-	if !q.Available(700, &pb.PutRequest{Key: []byte("k")}) || q.Available(800, &pb.PutRequest{Key: []byte("k")}) {
+	if !q.Available(size(700), &pb.PutRequest{Key: []byte("k")}) || q.Available(size(800), &pb.PutRequest{Key: []byte("k")}) {
 		t.Error("a 257-byte put must fit at 700 bytes of 1000 and not at 800")
 	}
-	if !q.Available(5000, &pb.DeleteRangeRequest{}) {
+	if !q.Available(size(5000), &pb.DeleteRangeRequest{}) {
 		t.Error("a request that adds nothing must always fit")
 	}
-	if NewQuota(0).Limit() != 2<<30 || !NewQuota(-1).Available(1<<40, &pb.PutRequest{}) {
+	if NewQuota(0).Limit() != 2<<30 || !NewQuota(-1).Available(size(1<<40), &pb.PutRequest{}) {
 		t.Error("0 must mean 2 GiB and a negative quota none")
 	}
 }

@@ -38,14 +38,15 @@ func NewQuota(bytes int64) Quota {
 // Limit is the quota in bytes; 0 or less means none.
 func (q Quota) Limit() int64 { return q.limit }
 
-// Available says whether r fits when the database is size bytes: a
-// request that adds nothing always does.
-func (q Quota) Available(size int64, r any) bool {
+// Available says whether r fits in a database of size() bytes. size is
+// asked only for a request that adds something under a quota, as it
+// takes the database's lock.
+func (q Quota) Available(size func() int64, r any) bool {
 	if q.limit <= 0 {
 		return true
 	}
 	c := Cost(r)
-	return c == 0 || size+int64(c) < q.limit
+	return c == 0 || size()+int64(c) < q.limit
 }
 
 // Cost estimates the bytes r may add to the database: a put's key and
