@@ -214,30 +214,35 @@ func (s *Server) periodicCorruptCheck() error {
 	if err != nil {
 		return err
 	}
+	member, why := corruptVerdict(s.cluster.LocalID(), h, h2, peers)
+	if member == 0 {
+		s.lg.Debug("corruption check passed", "peers", len(peers), "revision", h.rev)
+		return nil
+	}
+	s.lg.Error("corruption check: raising CORRUPT", "member", fmt.Sprintf("%x", member), "reason", why,
+		"revision", h.rev, "leader-hash", h.hash, "leader-compact-revision", h.compactRev)
+	return s.raiseAlarm(ctx, member, pb.AlarmType_CORRUPT)
+}
+
+// corruptVerdict names the member a periodic check finds corrupt, and
+// why, or returns 0. h is the leader's (local's) hash before it asked the
+// peers, h2 after it applied everything committed: a peer's revision and
+// compaction can be at most h2's, and a peer that hashed at h's revision
+// with h's compaction must have h's hash.
+func corruptVerdict(local uint64, h, h2 localHash, peers []peerHash) (member uint64, why string) {
 	if h2.hash != h.hash && h2.rev == h.rev && h2.compactRev == h.compactRev {
-		s.lg.Error("corruption check: own hash changed at the same revision", "revision", h.rev, "hash", h.hash, "hash-now", h2.hash)
-		return s.raiseAlarm(ctx, s.cluster.LocalID(), pb.AlarmType_CORRUPT)
+		return local, "own hash changed at the same revision"
 	}
 	for _, p := range peers {
-		if p.resp == nil {
-			continue
-		}
-		var why string
 		switch {
+		case p.resp == nil:
 		case p.resp.GetHeader().GetRevision() > h2.currentRev:
-			why = "follower is ahead of the leader"
+			return p.id, "follower is ahead of the leader"
 		case p.resp.CompactRevision > h2.compactRev:
-			why = "follower compacted past the leader"
+			return p.id, "follower compacted past the leader"
 		case p.resp.CompactRevision == h.compactRev && p.resp.Hash != h.hash:
-			why = "hash differs at the same revision and compaction"
-		default:
-			continue
+			return p.id, fmt.Sprintf("hash %d differs from the leader's %d at the same revision and compaction", p.resp.Hash, h.hash)
 		}
-		s.lg.Error("corruption check: raising CORRUPT", "member", fmt.Sprintf("%x", p.id), "reason", why,
-			"revision", h.rev, "leader-hash", h.hash, "member-hash", p.resp.Hash,
-			"leader-compact-revision", h.compactRev, "member-compact-revision", p.resp.CompactRevision)
-		return s.raiseAlarm(ctx, p.id, pb.AlarmType_CORRUPT)
 	}
-	s.lg.Debug("corruption check passed", "peers", len(peers), "revision", h.rev)
-	return nil
+	return 0, ""
 }
