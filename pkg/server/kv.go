@@ -161,9 +161,15 @@ func (s *Server) Members() []*pb.Member {
 	return out
 }
 
-// health is what /health reports: a member is healthy when it has a
-// leader and can complete a linearizable read.
-func (s *Server) health(ctx context.Context) error {
+// health is what /health reports: a member is healthy when no alarm is
+// active (but those excluded), it has a leader and it can complete a
+// linearizable read; the reasons are etcd's.
+func (s *Server) health(ctx context.Context, exclude map[string]bool) error {
+	for _, a := range s.Alarms() {
+		if !exclude[a.Alarm.String()] {
+			return errors.New("ALARM " + a.Alarm.String())
+		}
+	}
 	if s.node.Leader() == 0 {
 		return errors.New("RAFT NO LEADER")
 	}

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -51,6 +53,16 @@ func TestQuotaNoSpaceAndRecovery(t *testing.T) {
 	raiser := memberID(ml, ms[0].Name)
 	want := []*pb.AlarmMember{{MemberID: raiser, Alarm: pb.AlarmType_NOSPACE}}
 	requireAlarms(ctx, t, ms, want)
+	// /health says false for an alarm, unless excluded, as etcd's.
+	for query, wantBody := range map[string]string{
+		"":                 `{"health":"false","reason":"ALARM NOSPACE"}`,
+		"?exclude=NOSPACE": `{"health":"true","reason":""}`,
+		"?exclude=CORRUPT": `{"health":"false","reason":"ALARM NOSPACE"}`,
+	} {
+		if body := healthBody(t, ms[1], query); body != wantBody {
+			t.Fatalf("/health%s of %s: %s, want %s", query, ms[1].Name, body, wantBody)
+		}
+	}
 
 	// Alarms are stored: a restarted member lists and reports it before
 	// anything new applies.
@@ -171,4 +183,18 @@ func clientGet(ctx context.Context, t *testing.T, c *clientv3.Client, key string
 		t.Fatalf("get %s: %v", key, err)
 	}
 	return r
+}
+
+func healthBody(t *testing.T, m *framework.Member, query string) string {
+	t.Helper()
+	resp, err := http.Get(m.ClientURL() + "/health" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
 }
