@@ -36,6 +36,7 @@ var (
 	// etcdctl prints an alarm in protobuf-go's text form, whose spacing
 	// changes from build to build; kvctl prints one space.
 	alarmSpaceRe = regexp.MustCompile(`(memberID:\d+) +(alarm:)`)
+	tookJSONRe   = regexp.MustCompile(`"took":"[^"]*"`)
 )
 
 func maskAlarm(s string) string {
@@ -58,6 +59,8 @@ func TestAlarmSameAsEtcdctl(t *testing.T) {
 		{args: []string{"alarm", "list", "-w", "json"}, mask: maskAlarm},
 		{args: []string{"alarm", "list", "-w", "fields"}, mask: maskAlarm},
 		{args: []string{"endpoint", "status", "-w", "json"}, mask: func(s string) string { return maskStatus(maskAlarm(s)) }},
+		{args: []string{"endpoint", "health"}, mask: maskTook},
+		{args: []string{"endpoint", "health", "-w", "json"}, mask: func(s string) string { return tookJSONRe.ReplaceAllString(s, `"took":"X"`) }},
 		cmd("put", "/more", "x"),
 		{args: []string{"txn"}, stdin: "\nput /more x\n\n\n"},
 		cmd("lease", "grant", "60"),
