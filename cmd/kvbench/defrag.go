@@ -171,6 +171,7 @@ func (b *defragBench) measure(rate, writers int, around time.Duration) error {
 		mu       sync.Mutex
 		acks     []ack
 		failures atomic.Int64
+		firstErr atomic.Value
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
 	)
@@ -193,6 +194,7 @@ func (b *defragBench) measure(rate, writers int, around time.Duration) error {
 				cancel()
 				if err != nil {
 					failures.Add(1)
+					firstErr.CompareAndSwap(nil, err)
 				} else {
 					mu.Lock()
 					acks = append(acks, ack{due, time.Now()})
@@ -225,6 +227,9 @@ func (b *defragBench) measure(rate, writers int, around time.Duration) error {
 		took.Seconds(), before, after, len(acks), failures.Load(), len(lat))
 	fmt.Printf("  Longest gap between acknowledged puts during the defrag:\t%.1f ms\n  Put latency during the defrag: p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 		ms(gap), ms(percentile(lat, 0.5)), ms(percentile(lat, 0.99)), ms(p100))
+	if err := firstErr.Load(); err != nil {
+		fmt.Printf("First error: %v\n", err)
+	}
 	fmt.Printf("RESULT defrag_s=%.3f max_gap_ms=%.1f p100_ms=%.1f p99_ms=%.1f size_before=%d size_after=%d ok=%d failed=%d\n",
 		took.Seconds(), ms(gap), ms(p100), ms(percentile(lat, 0.99)), before, after, len(acks), failures.Load())
 	return nil
