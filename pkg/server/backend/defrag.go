@@ -28,6 +28,10 @@ const (
 	// commit that must grow the old file's mapping for long.
 	chunkBytes = 2 << 20
 	chunkTime  = 20 * time.Millisecond
+	// After each chunk the copy rests for 1/restFraction of the time
+	// the chunk took, leaving the CPU and the disk to the requests served
+	// meanwhile on a small machine.
+	restFraction = 2
 	// Catch-up rounds stop once a round has replayed no more than this
 	// many changes, or after maxRounds rounds when writes outpace them.
 	smallRound = 512
@@ -227,6 +231,7 @@ func (b *Backend) copyAll(ctx context.Context, ndb *bolt.DB, gen uint64) error {
 			if b.aborted(gen) {
 				return ErrDefragAborted
 			}
+			chunkStart := time.Now()
 			if from, err = b.copyChunk(ndb, name, from); err != nil {
 				return err
 			}
@@ -237,6 +242,7 @@ func (b *Backend) copyAll(ctx context.Context, ndb *bolt.DB, gen uint64) error {
 			if err := ndb.Sync(); err != nil {
 				return fmt.Errorf("sync defrag file: %w", err)
 			}
+			time.Sleep(time.Since(chunkStart) / restFraction)
 		}
 	}
 	return nil
