@@ -283,7 +283,7 @@ enable_auth() {
 # system in turn (one at a time: each holds a gigabyte database) and prints
 # one row per system.
 run_defrag() {
-  local sys bin res
+  local sys bin res firsterr
   printf '\n%-7s %-8s %10s %12s %11s %10s %14s %14s\n' scenario server defrag_s max_gap_ms p100_ms p99_ms size_before size_after
   for sys in "${SYSTEMS[@]}"; do
     bin=$KVD
@@ -297,11 +297,12 @@ run_defrag() {
     }
     stop_cluster "$sys"
     rm -rf "$work/1"
+    firsterr=$(grep '^First error' <<<"$res" || true)
     res=$(grep '^RESULT' <<<"$res")
     printf '%-7s %-8s %10s %12s %11s %10s %14s %14s\n' defrag "$sys" "$(field defrag_s <<<"$res")" \
       "$(field max_gap_ms <<<"$res")" "$(field p100_ms <<<"$res")" "$(field p99_ms <<<"$res")" \
       "$(field size_before <<<"$res")" "$(field size_after <<<"$res")"
-    if [ "$(field failed <<<"$res")" != 0 ]; then echo "        warning: $sys had $(field failed <<<"$res") failed puts during the defrag scenario" >&2; fi
+    if [ "$(field failed <<<"$res")" != 0 ]; then echo "        warning: $sys had $(field failed <<<"$res") failed puts during the defrag scenario ($firsterr)" >&2; fi
   done
 }
 
