@@ -59,6 +59,8 @@ type Backend struct {
 	j        journal
 	defragMu sync.Mutex
 	bg       sync.WaitGroup
+	// afterChunk, set by tests only, runs between two copy chunks.
+	afterChunk func()
 
 	stopc chan struct{}
 	donec chan struct{}

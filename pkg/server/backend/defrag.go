@@ -243,6 +243,9 @@ func (b *Backend) copyAll(ctx context.Context, ndb *bolt.DB, gen uint64) error {
 				return fmt.Errorf("sync defrag file: %w", err)
 			}
 			time.Sleep(time.Since(chunkStart) / restFraction)
+			if b.afterChunk != nil {
+				b.afterChunk()
+			}
 		}
 	}
 	return nil
