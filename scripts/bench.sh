@@ -45,7 +45,17 @@
 # auth-cli-N: calls per second and per-call times), which is what a shell
 # script of them costs.
 #
+# The defrag scenario is opt-in (SCENARIOS="... defrag"; not in the default
+# list: it writes gigabytes). For kvd, then etcd, on a fresh single member
+# each, `kvbench defrag` fills the database to DEFRAG_FILL bytes, deletes every
+# fourth key and compacts, then puts DEFRAG_RATE times a second while it
+# defragments the member, and prints the defrag's total time, the longest gap
+# between acknowledged puts during it and the longest put latency (p100,
+# counted from when the steady schedule meant to send the put) in a table of
+# its own.
+#
 #   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease auth" scripts/bench.sh
+#   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,8 +73,10 @@ LEASE_TTL=${LEASE_TTL:-3}
 LEASE_TARGET=${LEASE_TARGET:-leader}
 AUTH_USER=${AUTH_USER:-bench:benchpw}
 AUTH_CLI_CALLS=${AUTH_CLI_CALLS:-100}
+DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
+DEFRAG_RATE=${DEFRAG_RATE:-200}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease or auth)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | defrag) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth or defrag)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -267,6 +279,33 @@ enable_auth() {
   done
 }
 
+# run_defrag runs the defrag scenario on a fresh single member of each
+# system in turn (one at a time: each holds a gigabyte database) and prints
+# one row per system.
+run_defrag() {
+  local sys bin res firsterr
+  printf '\n%-7s %-8s %10s %12s %11s %10s %14s %14s\n' scenario server defrag_s max_gap_ms p100_ms p99_ms size_before size_after
+  for sys in "${SYSTEMS[@]}"; do
+    bin=$KVD
+    [ "$sys" = kvd ] || bin=$ETCD
+    rm -rf "$work/1"
+    start_cluster "$sys" "$bin" 1
+    res=$($BENCH --endpoints "${eps[$sys]}" --clients 16 defrag --fill-bytes "$DEFRAG_FILL" --rate "$DEFRAG_RATE" </dev/null 2>"$work/defrag.$sys.err") || {
+      echo "bench.sh: kvbench defrag against $sys failed:" >&2
+      cat "$work/defrag.$sys.err" >&2
+      exit 1
+    }
+    stop_cluster "$sys"
+    rm -rf "$work/1"
+    firsterr=$(grep '^First error' <<<"$res" || true)
+    res=$(grep '^RESULT' <<<"$res")
+    printf '%-7s %-8s %10s %12s %11s %10s %14s %14s\n' defrag "$sys" "$(field defrag_s <<<"$res")" \
+      "$(field max_gap_ms <<<"$res")" "$(field p100_ms <<<"$res")" "$(field p99_ms <<<"$res")" \
+      "$(field size_before <<<"$res")" "$(field size_after <<<"$res")"
+    if [ "$(field failed <<<"$res")" != 0 ]; then echo "        warning: $sys had $(field failed <<<"$res") failed puts during the defrag scenario ($firsterr)" >&2; fi
+  done
+}
+
 row members scenario server req/s p50_ms p99_ms
 for n in $MEMBERS; do
   list=$(scenarios "$n")
@@ -284,3 +323,4 @@ for n in $MEMBERS; do
   stop_cluster kvd
   stop_cluster etcd
 done
+case " $SCENARIOS " in *" defrag "*) run_defrag ;; esac

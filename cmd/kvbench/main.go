@@ -73,7 +73,7 @@ func newRoot(o *options) *cobra.Command {
 	root.PersistentFlags().StringVar(&o.user, "user", "", "authenticate as name:password once, and send the token with every call")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return o.login() }
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
-		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o))
+		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o))
 	return root
 }
 

@@ -118,9 +118,13 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 		}(w, cli)
 	}
 
+	defragger := StartDefragger(ctx, c.direct(), rand.New(rand.NewSource(seed-1)), minFaultGap, maxFaultGap)
 	injected := injectFaults(t, c, fs, rng, time.Now().Add(duration))
 	cancel()
 	wg.Wait()
+	defragsOK, defragsFailed, longestDefrag := defragger.Stop()
+	t.Logf("defrags of a random member during the run: %d done (longest %v), %d failed",
+		defragsOK, longestDefrag.Round(time.Millisecond), defragsFailed)
 
 	if err := c.converged(30 * time.Second); err != nil {
 		t.Errorf("after the faults: %v", err)

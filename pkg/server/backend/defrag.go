@@ -26,8 +26,12 @@ const (
 	// A copy chunk ends after this many bytes or this long, whichever
 	// comes first, so that its read transaction never holds back a
 	// commit that must grow the old file's mapping for long.
-	chunkBytes = 4 << 20
+	chunkBytes = 2 << 20
 	chunkTime  = 20 * time.Millisecond
+	// After each chunk the copy rests for 1/restFraction of the time
+	// the chunk took, leaving the CPU and the disk to the requests served
+	// meanwhile on a small machine.
+	restFraction = 2
 	// Catch-up rounds stop once a round has replayed no more than this
 	// many changes, or after maxRounds rounds when writes outpace them.
 	smallRound = 512
@@ -155,8 +159,6 @@ func (b *Backend) Defrag(ctx context.Context) (DefragStats, error) {
 		return fail(err)
 	}
 	st.Total = time.Since(start)
-	b.lg.Info("defragmented database", "before", st.SizeBefore, "after", st.SizeAfter,
-		"copy", st.Copy, "total", st.Total, "pause", st.Pause, "rounds", st.Rounds, "replayed", st.Replayed)
 	return st, nil
 }
 
@@ -229,8 +231,20 @@ func (b *Backend) copyAll(ctx context.Context, ndb *bolt.DB, gen uint64) error {
 			if b.aborted(gen) {
 				return ErrDefragAborted
 			}
+			chunkStart := time.Now()
 			if from, err = b.copyChunk(ndb, name, from); err != nil {
 				return err
+			}
+			// Write each chunk out now: left to pile up in the page
+			// cache, the copy is flushed all at once at the end, and
+			// the member's WAL and batch syncs queue behind it for as
+			// long as that takes.
+			if err := ndb.Sync(); err != nil {
+				return fmt.Errorf("sync defrag file: %w", err)
+			}
+			time.Sleep(time.Since(chunkStart) / restFraction)
+			if b.afterChunk != nil {
+				b.afterChunk()
 			}
 		}
 	}

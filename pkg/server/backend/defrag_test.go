@@ -3,6 +3,7 @@ package backend
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -225,6 +226,7 @@ func TestOpenRemovesDefragLeftover(t *testing.T) {
 
 // TestReplaceAbortsDefrag: a database replaced while a defrag copies it
 // (a raft snapshot installed) must not be swapped back by the defrag.
+// The replace lands between the copy's first two chunks.
 func TestReplaceAbortsDefrag(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "db")
@@ -237,22 +239,26 @@ func TestReplaceAbortsDefrag(t *testing.T) {
 	if err := other.Close(); err != nil {
 		t.Fatal(err)
 	}
+	copying, replaced := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	b.afterChunk = func() {
+		once.Do(func() {
+			close(copying)
+			<-replaced
+		})
+	}
 	errc := make(chan error, 1)
 	go func() {
 		_, err := b.Defrag(context.Background())
 		errc <- err
 	}()
-	// Replace once the defrag has started its copy.
-	for {
-		if _, err := os.Stat(path + defragSuffix); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
+	<-copying
 	if err := b.Replace(filepath.Join(dir, "other")); err != nil {
 		t.Fatal(err)
 	}
-	err := <-errc
-	t.Logf("defrag: %v", err)
+	close(replaced)
+	if err := <-errc; !errors.Is(err, ErrDefragAborted) {
+		t.Fatalf("defrag of a replaced database returned %v", err)
+	}
 	sameContents(t, contents(b), want)
 }
