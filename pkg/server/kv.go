@@ -142,15 +142,3 @@ func (s *Server) Members() []*pb.Member {
 	}
 	return out
 }
-
-// health is what /health reports: a member is healthy when it has a
-// leader and can complete a linearizable read.
-func (s *Server) health(ctx context.Context) error {
-	if s.node.Leader() == 0 {
-		return errors.New("RAFT NO LEADER")
-	}
-	if err := s.reads.wait(ctx); err != nil {
-		return errors.New("QGET ERROR")
-	}
-	return nil
-}
