@@ -64,7 +64,7 @@ type Server struct {
 	peerListeners    []net.Listener
 	metricsListeners []net.Listener
 	metrics          *metrics.Metrics
-	transport     *raftnode.HTTPTransport
+	transport        *raftnode.HTTPTransport
 	// peers bootstraps raft on a member's first start.
 	peers []raft.Peer
 
