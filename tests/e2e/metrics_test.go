@@ -197,3 +197,33 @@ func sortedLines(s string) string {
 	slices.Sort(lines)
 	return strings.Join(lines, "")
 }
+
+// TestSlowApplyLogged: with --warning-apply-duration below any apply, a
+// put is logged once as a slow apply, with its kind, in the console
+// format, and counted.
+func TestSlowApplyLogged(t *testing.T) {
+	m := framework.StartKvd(t, "--warning-apply-duration", "1ns", "--log-format", "console")
+	c := newClientv3(t, m.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Put(ctx, "slow", "v"); err != nil {
+		t.Fatal(err)
+	}
+	var puts []string
+	// The log arrives through a pipe, maybe after the answer.
+	waitFor(t, "slow put in the log", func() bool {
+		puts = puts[:0]
+		for _, line := range strings.Split(m.Log(), "\n") {
+			if strings.Contains(line, `msg="apply request took too long"`) && strings.Contains(line, " kind=put ") {
+				puts = append(puts, line)
+			}
+		}
+		return len(puts) > 0
+	})
+	if len(puts) != 1 || !strings.HasPrefix(puts[0], "time=") || !strings.Contains(puts[0], "level=WARN") || !strings.Contains(puts[0], " took=") {
+		t.Fatalf("slow put logged %d times, want once as a console line:\n%s", len(puts), m.Log())
+	}
+	if v := framework.ScrapeMetrics(t, m.ClientURL()+"/metrics").Must(t, "kvd_server_slow_apply_total"); v < 1 {
+		t.Errorf("kvd_server_slow_apply_total = %v", v)
+	}
+}
