@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -112,8 +115,42 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if _, err := c.Revoke(ctx, lease.ID); err != nil {
 		t.Fatal(err)
 	}
-	if v := framework.ScrapeMetrics(t, metricsURL+"/metrics").Must(t, "kvd_lease_active"); v != 0 {
+	final := framework.ScrapeMetrics(t, metricsURL+"/metrics")
+	if v := final.Must(t, "kvd_lease_active"); v != 0 {
 		t.Errorf("kvd_lease_active = %v after the revoke", v)
+	}
+	documented(t, final)
+}
+
+var kvdSeries = regexp.MustCompile(`kvd_[a-z_]+`)
+
+// documented checks that docs/operations.md lists every kvd_ series a
+// member exports, and that it and the Grafana dashboard name none that
+// does not exist.
+func documented(t *testing.T, s framework.Scrape) {
+	t.Helper()
+	for _, doc := range []string{"operations.md", "grafana-kvd.json"} {
+		b, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := map[string]bool{}
+		for _, n := range kvdSeries.FindAllString(string(b), -1) {
+			names[strings.TrimSuffix(n, "_bucket")] = true
+		}
+		for n := range names {
+			if _, ok := s[n]; !ok {
+				t.Errorf("docs/%s names %s, which kvd does not export", doc, n)
+			}
+		}
+		if doc != "operations.md" {
+			continue
+		}
+		for n := range s {
+			if strings.HasPrefix(n, "kvd_") && !names[n] {
+				t.Errorf("docs/%s does not list %s", doc, n)
+			}
+		}
 	}
 }
 
