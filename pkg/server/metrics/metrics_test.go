@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	etcdpb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -213,4 +214,54 @@ func serve(t *testing.T, s *grpc.Server) healthpb.HealthClient {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return healthpb.NewHealthClient(conn)
+}
+
+// BenchmarkUnaryInterceptor is what the metrics add to each call, beyond
+// the handler, for each --metrics level.
+func BenchmarkUnaryInterceptor(b *testing.B) {
+	for _, extensive := range []bool{false, true} {
+		b.Run(map[bool]string{false: "basic", true: "extensive"}[extensive], func(b *testing.B) {
+			m := New(Sources{}, Options{Extensive: extensive})
+			s := grpc.NewServer()
+			healthpb.RegisterHealthServer(s, health.NewServer())
+			m.RegisterGRPC(s)
+			info := &grpc.UnaryServerInfo{FullMethod: "/grpc.health.v1.Health/Check"}
+			next := func(context.Context, any) (any, error) { return nil, nil }
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					_, _ = m.UnaryInterceptor(ctx, nil, info, next)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkScrape is the cost of one scrape of a member's registry with
+// every gRPC method of the etcd API exported, as a scraper polling every
+// second makes the member pay once a second.
+func BenchmarkScrape(b *testing.B) {
+	for _, extensive := range []bool{false, true} {
+		b.Run(map[bool]string{false: "basic", true: "extensive"}[extensive], func(b *testing.B) {
+			m := New(Sources{Keys: func() int { return 1 }}, Options{Extensive: extensive})
+			s := grpc.NewServer()
+			etcdpb.RegisterKVServer(s, etcdpb.UnimplementedKVServer{})
+			etcdpb.RegisterWatchServer(s, etcdpb.UnimplementedWatchServer{})
+			etcdpb.RegisterLeaseServer(s, etcdpb.UnimplementedLeaseServer{})
+			etcdpb.RegisterClusterServer(s, etcdpb.UnimplementedClusterServer{})
+			etcdpb.RegisterMaintenanceServer(s, etcdpb.UnimplementedMaintenanceServer{})
+			etcdpb.RegisterAuthServer(s, etcdpb.UnimplementedAuthServer{})
+			m.RegisterGRPC(s)
+			h := m.Handler()
+			b.ReportAllocs()
+			size := 0
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+				size = rec.Body.Len()
+			}
+			b.ReportMetric(float64(size), "bytes/scrape")
+		})
+	}
 }
