@@ -401,6 +401,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Probe:                       s,
 		Alarms:                      s,
 		Calls:                       s.metrics,
+		HealthSeen:                  s.metrics,
 		Metrics:                     s.metrics.Handler(),
 		Logger:                      s.lg,
 		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),

@@ -115,9 +115,18 @@ func TestMetricsMoveWithTraffic(t *testing.T) {
 	if _, err := c.Revoke(ctx, lease.ID); err != nil {
 		t.Fatal(err)
 	}
+	if a := framework.Get(t, metricsURL+"/readyz"); a.Code != 200 {
+		t.Fatalf("/readyz: %v", a)
+	}
 	final := framework.ScrapeMetrics(t, metricsURL+"/metrics")
 	if v := final.Must(t, "kvd_lease_active"); v != 0 {
 		t.Errorf("kvd_lease_active = %v after the revoke", v)
+	}
+	if v := final.Must(t, "kvd_server_healthchecks_total", "type", "readyz", "name", "linearizable_read", "status", "success"); v != 1 {
+		t.Errorf("readyz linearizable_read successes = %v, want 1", v)
+	}
+	if v := final.Must(t, "kvd_server_health_success"); v < 1 { // the framework waited for /health
+		t.Errorf("kvd_server_health_success = %v", v)
 	}
 	documented(t, final)
 }

@@ -41,12 +41,25 @@ type Alarms interface {
 	ActiveAlarms() []*pb.AlarmMember
 }
 
+// HealthObserver hears the outcome of each /health answer and of each
+// check /livez and /readyz run (kind "livez" or "readyz"), for metrics.
+type HealthObserver interface {
+	HealthAnswered(ok bool)
+	HealthChecked(kind, name string, ok bool)
+}
+
+type noHealthObserver struct{}
+
+func (noHealthObserver) HealthAnswered(bool)                {}
+func (noHealthObserver) HealthChecked(string, string, bool) {}
+
 type health struct {
 	probe     Probe
 	alarms    Alarms
 	hasLeader func() bool
 	timeout   time.Duration
 	lg        *slog.Logger
+	seen      HealthObserver
 }
 
 func newHealth(cfg Config) *health {
@@ -58,6 +71,10 @@ func newHealth(cfg Config) *health {
 	}
 	if h.lg == nil {
 		h.lg = slog.New(slog.DiscardHandler)
+	}
+	h.seen = cfg.HealthSeen
+	if h.seen == nil {
+		h.seen = noHealthObserver{}
 	}
 	return h
 }
@@ -71,8 +88,8 @@ type check struct {
 func (h *health) install(mux *http.ServeMux) {
 	mux.HandleFunc("/health", h.serveHealth)
 	serializable := check{"serializable_read", func(ctx context.Context) error { return h.read(ctx, true) }}
-	h.installChecks(mux, "/livez", []check{serializable})
-	h.installChecks(mux, "/readyz", []check{
+	h.installChecks(mux, "livez", []check{serializable})
+	h.installChecks(mux, "readyz", []check{
 		{"data_corruption", h.alarmCheck(pb.AlarmType_CORRUPT)},
 		serializable,
 		{"linearizable_read", func(ctx context.Context) error { return h.read(ctx, false) }},
@@ -96,6 +113,7 @@ func (h *health) serveHealth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := h.healthOf(r.Context(), querySet(r, "exclude"), r.URL.Query().Get("serializable") == "true")
+	h.seen.HealthAnswered(a.Health == "true")
 	b, _ := json.Marshal(a)
 	if a.Health != "true" {
 		h.lg.Warn("/health error", "output", string(b), "status-code", http.StatusServiceUnavailable)
@@ -162,9 +180,10 @@ func (h *health) read(ctx context.Context, serializable bool) error {
 	return err
 }
 
-// installChecks serves root (all checks, less those excluded) and
-// root/<name> (that check alone).
-func (h *health) installChecks(mux *http.ServeMux, root string, checks []check) {
+// installChecks serves /kind (all checks, less those excluded) and
+// /kind/<name> (that check alone).
+func (h *health) installChecks(mux *http.ServeMux, kind string, checks []check) {
+	root := "/" + kind
 	mux.HandleFunc(root, func(w http.ResponseWriter, r *http.Request) {
 		excluded := querySet(r, "exclude")
 		var run []check
@@ -180,22 +199,24 @@ func (h *health) installChecks(mux *http.ServeMux, root string, checks []check) 
 			// error, for compatibility across versions.
 			h.lg.Warn("some health checks cannot be excluded", "missing-health-checks", quotedKeys(excluded))
 		}
-		h.serveChecks(w, r, root, run)
+		h.serveChecks(w, r, kind, root, run)
 	})
 	for _, c := range checks {
 		path := root + "/" + c.name
-		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { h.serveChecks(w, r, path, []check{c}) })
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { h.serveChecks(w, r, kind, path, []check{c}) })
 	}
 }
 
-func (h *health) serveChecks(w http.ResponseWriter, r *http.Request, path string, checks []check) {
+func (h *health) serveChecks(w http.ResponseWriter, r *http.Request, kind, path string, checks []check) {
 	if !onlyGET(w, r) {
 		return
 	}
 	var out strings.Builder
 	failed := false
 	for _, c := range checks {
-		if err := c.run(r.Context()); err != nil {
+		err := c.run(r.Context())
+		h.seen.HealthChecked(kind, c.name, err == nil)
+		if err != nil {
 			fmt.Fprintf(&out, "[-]%s failed: %v\n", c.name, err)
 			failed = true
 		} else {

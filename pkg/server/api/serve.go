@@ -37,6 +37,8 @@ type Config struct {
 	// when set, lists the cluster's active alarms for them.
 	Probe  Probe
 	Alarms Alarms
+	// HealthSeen, when set, hears how health requests were answered.
+	HealthSeen HealthObserver
 	// Calls, when set, sees every gRPC call first (metrics).
 	Calls CallObserver
 	// Metrics, when set, serves /metrics.

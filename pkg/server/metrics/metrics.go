@@ -67,7 +67,8 @@ type Metrics struct {
 	slowApply       prometheus.Counter
 	readIndexFailed prometheus.Counter
 
-	grpc *grpcMetrics
+	grpc   *grpcMetrics
+	health *healthMetrics
 }
 
 // New builds the registry: src's series, the recorded ones, the gRPC
@@ -91,6 +92,7 @@ func New(src Sources, opts Options) *Metrics {
 	m.readIndexFailed = m.counter("server", "read_indexes_failed_total", "ReadIndex rounds (linearizable read barriers) that failed or timed out.")
 	m.registerSources(src)
 	m.grpc = newGRPCMetrics(m.reg, opts.Extensive)
+	m.health = newHealthMetrics(m.reg)
 	return m
 }
 

@@ -96,12 +96,15 @@ func TestObservers(t *testing.T) {
 	m.ProposalFailed()
 	m.SlowApply()
 	m.ReadIndexFailed()
+	m.HealthAnswered(false)
+	m.HealthChecked("readyz", "non_learner", true)
 	fams := scrape(t, m)
 	for _, name := range []string{
 		"kvd_disk_wal_fsync_duration_seconds", "kvd_disk_backend_commit_duration_seconds",
 		"kvd_disk_backend_defrag_duration_seconds", "kvd_disk_backend_snapshot_duration_seconds",
 		"kvd_snap_save_total_duration_seconds", "kvd_server_proposals_failed_total",
-		"kvd_server_slow_apply_total", "kvd_server_read_indexes_failed_total",
+		"kvd_server_slow_apply_total", "kvd_server_read_indexes_failed_total", "kvd_server_health_failures",
+		"kvd_server_healthcheck", "kvd_server_healthchecks_total",
 	} {
 		if v := value(t, fams, name, nil); v != 1 {
 			t.Errorf("%s = %v, want 1", name, v)
