@@ -14,7 +14,8 @@ import (
 
 // TestLeaderChangeMetrics: moving the leader of a 3-member cluster shows on
 // every member's /metrics as one more leader change, and the new leader
-// alone reports itself as leader.
+// alone reports itself as leader; puts through one member are counted by
+// its gRPC series and move every member's applied index and WAL fsyncs.
 func TestLeaderChangeMetrics(t *testing.T) {
 	ms := framework.StartKvdCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -43,6 +44,30 @@ func TestLeaderChangeMetrics(t *testing.T) {
 			isLeader := s.Must(t, "kvd_server_is_leader")
 			if changes != 1 || isLeader != b2f(i == next) {
 				return fmt.Errorf("leader changes moved by %v, is_leader %v", changes, isLeader)
+			}
+			return nil
+		})
+	}
+
+	const puts = 10
+	via := ms[lead] // a follower now
+	for i := range puts {
+		if _, err := client(t, via.Endpoint).Put(ctx, fmt.Sprintf("k%d", i), "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putOK := []string{"grpc_method", "Put", "grpc_code", "OK"}
+	if d := framework.ScrapeMetrics(t, via.ClientURL()+"/metrics").Must(t, "kvd_grpc_server_handled_total", putOK...) -
+		before[lead].Must(t, "kvd_grpc_server_handled_total", putOK...); d != puts {
+		t.Errorf("%s counted %v puts, want %d", via.Name, d, puts)
+	}
+	for i, m := range ms {
+		eventually(t, 10*time.Second, m.Name+" applies the puts", func() error {
+			s := framework.ScrapeMetrics(t, m.ClientURL()+"/metrics")
+			applied := s.Must(t, "kvd_server_proposals_applied_total") - before[i].Must(t, "kvd_server_proposals_applied_total")
+			fsyncs := s.Must(t, "kvd_disk_wal_fsync_duration_seconds") - before[i].Must(t, "kvd_disk_wal_fsync_duration_seconds")
+			if applied < puts || fsyncs < 1 {
+				return fmt.Errorf("applied index moved by %v, fsyncs by %v", applied, fsyncs)
 			}
 			return nil
 		})
