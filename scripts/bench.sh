@@ -54,8 +54,16 @@
 # counted from when the steady schedule meant to send the put) in a table of
 # its own.
 #
+# The metrics scenarios (opt-in: not in the default SCENARIOS) measure what
+# metrics cost a server: the same puts with no scraper (row
+# metrics-put-noscrape) and with every member's /metrics fetched every
+# second during the run (row metrics-put-scrape1s), each followed by the
+# servers' own CPU time per request (utime+stime from /proc). METRICS sets
+# both systems' --metrics level (basic or extensive).
+#
 #   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease auth" scripts/bench.sh
 #   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
+#   MEMBERS=1 SCENARIOS=metrics METRICS=extensive scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,8 +83,9 @@ AUTH_USER=${AUTH_USER:-bench:benchpw}
 AUTH_CLI_CALLS=${AUTH_CLI_CALLS:-100}
 DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
+METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth or defrag)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | defrag | metrics) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag or metrics)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -131,7 +140,7 @@ start_cluster() {
       --listen-client-urls "$c" --advertise-client-urls "$c" \
       --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
       --initial-cluster "$cluster" --initial-cluster-state new \
-      --initial-cluster-token "bench-$sys-$n" --log-level error >"$work/$n-$name.log" 2>&1 &
+      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" >"$work/$n-$name.log" 2>&1 &
     running[$sys]+=" $!"
     list+="${list:+,}127.0.0.1:${ports[i]}"
   done
@@ -171,6 +180,9 @@ all_scenarios() {
   echo "put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
   echo "range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
   echo "range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
+  # @PIDS@ becomes the measured system's member pids (see run_scenario).
+  echo "metrics-put-noscrape|--conns 100 --clients 100 --server-pids @PIDS@ $put --total $TOTAL"
+  echo "metrics-put-scrape1s|--conns 100 --clients 100 --server-pids @PIDS@ --scrape-interval 1s $put --total $TOTAL"
   if [ "$n" = 1 ]; then
     for w in $WATCH_WATCHERS; do
       echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
@@ -205,7 +217,7 @@ row() { printf '%-7s %-22s %-5s %12s %10s %10s\n' "$@"; }
 # exits with status 3 (the server answered Unimplemented) is skipped for the
 # rest of the scenario and reported as not supporting it.
 run_scenario() {
-  local n=$1 name=$2 args=$3 sys rc res part
+  local n=$1 name=$2 args=$3 sys rc res part pids
   local -a parts
   local -A unsupported
   for sys in "${SYSTEMS[@]}"; do : >"$work/$n-$name.$sys"; done
@@ -213,8 +225,9 @@ run_scenario() {
     for sys in "${SYSTEMS[@]}"; do
       [ -z "${unsupported[$sys]:-}" ] || continue
       rc=0
+      pids=$(echo ${running[$sys]} | tr ' ' ',')
       # shellcheck disable=SC2086 # args is a list of words
-      res=$($BENCH --endpoints "${eps[$sys]}" $args </dev/null 2>"$work/$n-$name.$sys.err") || rc=$?
+      res=$($BENCH --endpoints "${eps[$sys]}" ${args//@PIDS@/$pids} </dev/null 2>"$work/$n-$name.$sys.err") || rc=$?
       case $rc in
         0)
           grep '^RESULT' <<<"$res" >>"$work/$n-$name.$sys"
@@ -243,7 +256,7 @@ run_scenario() {
 # runs tagged part=PART (untagged for PART ""), each system's medians and
 # the kvd/etcd ratios. It reads run_scenario's unsupported.
 report_part() {
-  local n=$1 row=${2/\%s/$3} part=$3 sys out failed
+  local n=$1 row=${2/\%s/$3} part=$3 sys out failed cpu
   [ -n "$part" ] || row=${2/-\%s/} # a %s name with no parts: no system supported it
   local -A rps p50 p99
   for sys in "${SYSTEMS[@]}"; do
@@ -261,6 +274,8 @@ report_part() {
     p50[$sys]=$(field p50_ms <"$out" | median)
     p99[$sys]=$(field p99_ms <"$out" | median)
     row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}"
+    cpu=$(field cpu_us_per_req <"$out" | median)
+    if [ -n "$cpu" ]; then printf '        %s server CPU: %s us/request (median of the rounds)\n' "$sys" "$cpu"; fi
     failed=$(field failed <"$out" | awk '{s+=$1} END {print s+0}')
     if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $row" >&2; fi
   done

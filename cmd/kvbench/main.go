@@ -55,6 +55,11 @@ type options struct {
 	// gave, sent with every call.
 	user  string
 	token string
+	// scrapeInterval, when positive, has every endpoint's /metrics
+	// fetched that often during a put or range run; serverPIDs are the
+	// processes whose CPU time the run reports per request.
+	scrapeInterval time.Duration
+	serverPIDs     []int
 }
 
 func main() {
@@ -71,6 +76,8 @@ func newRoot(o *options) *cobra.Command {
 	root.PersistentFlags().IntVar(&o.clients, "clients", 1, "number of concurrent workers")
 	root.PersistentFlags().IntVar(&o.total, "total", 10000, "total number of requests")
 	root.PersistentFlags().StringVar(&o.user, "user", "", "authenticate as name:password once, and send the token with every call")
+	root.PersistentFlags().DurationVar(&o.scrapeInterval, "scrape-interval", 0, "put and range: fetch each endpoint's /metrics this often during the run, as a Prometheus scraper would (0: never)")
+	root.PersistentFlags().IntSliceVar(&o.serverPIDs, "server-pids", nil, "put and range: report the CPU time these server processes used over the run, per request (from /proc)")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return o.login() }
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
 		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o))
@@ -180,6 +187,10 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 		firstErr  atomic.Value
 		wg        sync.WaitGroup
 	)
+	ob, err := o.observe()
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	for w := range o.clients {
 		kv := pb.NewKVClient(conns[w%len(conns)])
@@ -205,7 +216,12 @@ func (o *options) run(op func(context.Context, pb.KVClient) error) error {
 		}()
 	}
 	wg.Wait()
-	report(latencies, time.Since(start), failures.Load(), firstErr.Load())
+	elapsed := time.Since(start)
+	extra, err := ob.finish(len(latencies))
+	if err != nil {
+		return err
+	}
+	printSummaryWith("", latencies, elapsed, float64(len(latencies))/elapsed.Seconds(), failures.Load(), firstErr.Load(), extra)
 	return nil
 }
 
@@ -265,6 +281,12 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 // with rps as the rate and failures as the failed count. A part other than
 // "" names what was measured when one run measures several things.
 func printSummary(part string, lat []time.Duration, elapsed time.Duration, rps float64, failures int64, firstErr any) {
+	printSummaryWith(part, lat, elapsed, rps, failures, firstErr, "")
+}
+
+// printSummaryWith is printSummary with extra fields (" name=value...")
+// at the end of the RESULT line.
+func printSummaryWith(part string, lat []time.Duration, elapsed time.Duration, rps float64, failures int64, firstErr any, extra string) {
 	slices.Sort(lat)
 	pct := func(p float64) time.Duration { return percentile(lat, p) }
 	var sum time.Duration
@@ -286,7 +308,7 @@ func printSummary(part string, lat []time.Duration, elapsed time.Duration, rps f
 		fmt.Printf("First error: %v\n", firstErr)
 	}
 	// One line for scripts to parse.
-	fmt.Printf("RESULT %srps=%.1f p50_ms=%.4f p99_ms=%.4f ok=%d failed=%d\n", tag, rps, ms(pct(0.5)), ms(pct(0.99)), len(lat), failures)
+	fmt.Printf("RESULT %srps=%.1f p50_ms=%.4f p99_ms=%.4f ok=%d failed=%d%s\n", tag, rps, ms(pct(0.5)), ms(pct(0.99)), len(lat), failures, extra)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

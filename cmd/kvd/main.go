@@ -94,6 +94,10 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.String("feature-gates", "", "Comma-separated Name=bool pairs of etcd's feature gates; kvd acts on InitialCorruptCheck (compare this member's hash with its peers' before serving, and refuse to start when they differ) and accepts etcd's others.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
+	fs.String("log-format", "json", "Log format: json, or console (one key=value line per record).")
+	fs.String("listen-metrics-urls", "", "List of plain http URLs to serve /metrics and the health endpoints on, apart from client traffic.")
+	fs.String("metrics", d.Metrics, "Level of detail of the exported metrics: 'basic', or 'extensive' to add the gRPC handling-time histograms.")
+	fs.Duration("warning-apply-duration", d.WarningApplyDuration, "Time an entry may take to apply before it is logged as slow.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
 	fs.Bool("version", false, "Print the version and exit.")
 }
@@ -119,6 +123,10 @@ func bindConfig(v *viper.Viper, fs *pflag.FlagSet) error {
 
 func configFrom(v *viper.Viper) (server.Config, error) {
 	level, err := parseLevel(v.GetString("log-level"))
+	if err != nil {
+		return server.Config{}, err
+	}
+	logger, err := newLogger(v.GetString("log-format"), level)
 	if err != nil {
 		return server.Config{}, err
 	}
@@ -157,7 +165,10 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		BackendBatchLimit:           v.GetInt("backend-batch-limit"),
 		QuotaBackendBytes:           v.GetInt64("quota-backend-bytes"),
 		CorruptCheckTime:            v.GetDuration("corrupt-check-time"),
-		Logger:                      slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+		ListenMetricsURLs:           urlList(v, "listen-metrics-urls"),
+		Metrics:                     v.GetString("metrics"),
+		WarningApplyDuration:        v.GetDuration("warning-apply-duration"),
+		Logger:                      logger,
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"
@@ -197,6 +208,19 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// newLogger writes to stderr, as etcd does by default: JSON records, or
+// with console one line of key=value pairs each, for a person to read.
+func newLogger(format string, level slog.Level) (*slog.Logger, error) {
+	opts := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "console":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want json or console", format)
 }
 
 func printVersion() {

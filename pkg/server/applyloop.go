@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"sync"
+	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/membershippb"
@@ -69,10 +70,14 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			return
 		}
 		var res *apply.Result
+		start := time.Now()
 		if r.ClusterMemberAttrSet != nil {
 			res = s.applyMemberAttrs(index, term, r.ClusterMemberAttrSet)
 		} else {
 			res = s.applier.Apply(index, term, r)
+		}
+		if took := time.Since(start); took > s.cfg.WarningApplyDuration {
+			s.noteSlowApply(r, took)
 		}
 		if changesAuth(r) {
 			s.authChanged.fire()
@@ -197,11 +202,13 @@ func (s *Server) maybeSnapshot() {
 	if applied-s.snapIndex <= s.cfg.SnapshotCount {
 		return
 	}
+	start := time.Now()
 	s.be.ForceCommit()
 	if err := s.node.Snapshot(applied, s.confState.get()); err != nil {
 		s.lg.Error("raft snapshot", "index", applied, "err", err)
 		return
 	}
+	s.metrics.ObserveSnapshotSave(time.Since(start))
 	s.lg.Info("saved raft snapshot", "index", applied)
 	s.snapIndex = applied
 }

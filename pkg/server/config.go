@@ -89,6 +89,15 @@ type Config struct {
 	// differ (etcd's InitialCorruptCheck feature gate).
 	CorruptCheckTime    time.Duration
 	InitialCorruptCheck bool
+	// ListenMetricsURLs are plain http URLs serving /metrics and the
+	// health endpoints apart from client traffic.
+	ListenMetricsURLs []string
+	// Metrics is "basic" or "extensive"; extensive adds the gRPC
+	// handling-time histograms.
+	Metrics string
+	// WarningApplyDuration is how long an entry may take to apply before
+	// it is logged as slow.
+	WarningApplyDuration time.Duration
 
 	Logger *slog.Logger
 }
@@ -120,6 +129,8 @@ func Defaults() Config {
 		MaxTxnOps:                   128,
 		BackendBatchInterval:        100 * time.Millisecond,
 		BackendBatchLimit:           10000,
+		Metrics:                     "basic",
+		WarningApplyDuration:        100 * time.Millisecond,
 	}
 }
 
@@ -170,6 +181,23 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxLearners < 0 {
 		return errors.New("--max-learners must not be negative")
+	}
+	switch c.Metrics {
+	case "":
+		c.Metrics = "basic"
+	case "basic", "extensive":
+	default:
+		return fmt.Errorf("--metrics must be 'basic' or 'extensive', not %q", c.Metrics)
+	}
+	if c.WarningApplyDuration <= 0 {
+		// A Config made in code may leave it out; every apply would be
+		// "slow" otherwise.
+		c.WarningApplyDuration = Defaults().WarningApplyDuration
+	}
+	for _, u := range c.ListenMetricsURLs {
+		if err := checkURL(u); err != nil {
+			return fmt.Errorf("--listen-metrics-urls: %w", err)
+		}
 	}
 	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
 		return errors.New("--max-request-bytes and --max-txn-ops must be positive")

@@ -18,6 +18,7 @@ func (s *Server) Defragment(ctx context.Context) error {
 		s.lg.Warn("defragment failed", "err", err)
 		return fmt.Errorf("defragment: %w", err)
 	}
+	s.metrics.ObserveDefrag(st.Total)
 	s.lg.Info("defragmented", "size-before", st.SizeBefore, "size-after", st.SizeAfter,
 		"took", st.Total, "copy", st.Copy, "pause", st.Pause, "catch-up-rounds", st.Rounds, "replayed", st.Replayed)
 	return nil

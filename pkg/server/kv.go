@@ -160,21 +160,3 @@ func (s *Server) Members() []*pb.Member {
 	}
 	return out
 }
-
-// health is what /health reports: a member is healthy when no alarm is
-// active (but those excluded), it has a leader and it can complete a
-// linearizable read; the reasons are etcd's.
-func (s *Server) health(ctx context.Context, exclude map[string]bool) error {
-	for _, a := range s.Alarms() {
-		if !exclude[a.Alarm.String()] {
-			return errors.New("ALARM " + a.Alarm.String())
-		}
-	}
-	if s.node.Leader() == 0 {
-		return errors.New("RAFT NO LEADER")
-	}
-	if err := s.reads.wait(ctx); err != nil {
-		return errors.New("QGET ERROR")
-	}
-	return nil
-}

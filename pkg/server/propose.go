@@ -75,6 +75,13 @@ func (w *waitRegistry) cancel(id uint64) {
 	w.mu.Unlock()
 }
 
+// len counts the proposals waiting for their results.
+func (w *waitRegistry) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
 func (w *waitRegistry) failAll(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -110,6 +117,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 	defer cancel()
 	if err := s.node.Propose(ctx, data); err != nil {
 		s.waits.cancel(id)
+		s.metrics.ProposalFailed()
 		return nil, s.proposeError(ctx, err)
 	}
 	select {
@@ -119,6 +127,7 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 		// The entry may still commit later; like etcd, the caller only
 		// learns that it did not see the outcome in time.
 		s.waits.cancel(id)
+		s.metrics.ProposalFailed()
 		return nil, s.proposeError(ctx, ctx.Err())
 	case <-s.stopc:
 		return nil, errStopped

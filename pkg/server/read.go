@@ -65,6 +65,9 @@ func (l *readLoop) run(stopc <-chan struct{}) {
 		l.next = &readBatch{done: make(chan struct{})}
 		l.mu.Unlock()
 		b.err = l.round(stopc)
+		if b.err != nil && b.err != errStopped {
+			l.s.metrics.ReadIndexFailed()
+		}
 		close(b.done)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/kvd-io/kvd/pkg/server/backend"
 	"github.com/kvd-io/kvd/pkg/server/lease"
 	"github.com/kvd-io/kvd/pkg/server/membership"
+	"github.com/kvd-io/kvd/pkg/server/metrics"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/server/raftnode"
 )
@@ -61,9 +62,11 @@ type Server struct {
 	snapIndex uint64
 	confState confStateHolder
 
-	listeners     []net.Listener
-	peerListeners []net.Listener
-	transport     *raftnode.HTTPTransport
+	listeners        []net.Listener
+	peerListeners    []net.Listener
+	metricsListeners []net.Listener
+	metrics          *metrics.Metrics
+	transport        *raftnode.HTTPTransport
 	// peers bootstraps raft on a member's first start.
 	peers []raft.Peer
 
@@ -90,6 +93,7 @@ func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
+	s.metrics = s.newMetrics()
 	if err := os.MkdirAll(cfg.memberDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
@@ -130,6 +134,13 @@ func (s *Server) listen() error {
 		}
 		s.listeners = append(s.listeners, l)
 	}
+	for _, raw := range s.cfg.ListenMetricsURLs {
+		l, err := listenURL(raw)
+		if err != nil {
+			return fmt.Errorf("metrics %w", err)
+		}
+		s.metricsListeners = append(s.metricsListeners, l)
+	}
 	return nil
 }
 
@@ -154,6 +165,7 @@ func (s *Server) openStorage() error {
 		BatchInterval: s.cfg.BackendBatchInterval,
 		BatchLimit:    s.cfg.BackendBatchLimit,
 		Logger:        s.lg,
+		OnCommit:      s.metrics.ObserveBackendCommit,
 	})
 	if err != nil {
 		return fmt.Errorf("open backend: %w", err)
@@ -201,6 +213,7 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 		ElectionTicks:  s.cfg.electionTicks(),
 		HeartbeatTicks: 1,
 		Logger:         s.lg,
+		OnWALSync:      s.metrics.ObserveWALSync,
 	}
 	boot := &bootstrap{fresh: !raftnode.WALExists(dir)}
 	if boot.fresh {
@@ -398,7 +411,12 @@ func (s *Server) Run(ctx context.Context) error {
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,
 		Identify:                    s.identify,
-		Health:                      s.health,
+		Probe:                       s,
+		Alarms:                      s,
+		Calls:                       s.metrics,
+		HealthSeen:                  s.metrics,
+		Metrics:                     s.metrics.Handler(),
+		Logger:                      s.lg,
 		MaxRequestBytes:             int(s.cfg.MaxRequestBytes),
 		MaxTxnOps:                   int(s.cfg.MaxTxnOps),
 		EnablePprof:                 s.cfg.EnablePprof,
@@ -420,6 +438,11 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() { defer s.wg.Done(); _ = peerSrv.Serve(l) }()
 	}
 	defer peerSrv.Close()
+	metricsSrv := &http.Server{Handler: api.NewMetricsHTTP(apiCfg), ReadHeaderTimeout: 10 * time.Second}
+	for _, l := range s.metricsListeners {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); _ = metricsSrv.Serve(l) }()
+	}
 	close(s.readyc)
 	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
 
@@ -433,6 +456,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cancel()
 	peerSrv.Close()
+	metricsSrv.Close() // before the storage closes: a scrape reads it
 	for range pending {
 		if e := <-errc; e != nil && err == nil {
 			err = e
@@ -482,7 +506,7 @@ func (s *Server) Close() {
 }
 
 func (s *Server) closeListeners() {
-	for _, l := range append(s.listeners, s.peerListeners...) {
+	for _, l := range slices.Concat(s.listeners, s.peerListeners, s.metricsListeners) {
 		l.Close()
 	}
 }

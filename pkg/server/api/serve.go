@@ -33,9 +33,16 @@ type Config struct {
 	// returns the call's context carrying that, or the error to refuse
 	// the call with (an unknown or expired token).
 	Identify func(ctx context.Context) (context.Context, error)
-	// Health answers /health: nil when the member can serve. Alarms of
-	// the types in exclude (etcd's ?exclude=NOSPACE) do not count.
-	Health func(ctx context.Context, exclude map[string]bool) error
+	// Probe runs the reads behind /health, /livez and /readyz; Alarms,
+	// when set, lists the cluster's active alarms for them.
+	Probe  Probe
+	Alarms Alarms
+	// HealthSeen, when set, hears how health requests were answered.
+	HealthSeen HealthObserver
+	// Calls, when set, sees every gRPC call first (metrics).
+	Calls CallObserver
+	// Metrics, when set, serves /metrics.
+	Metrics http.Handler
 	// MaxRequestBytes bounds a request; gRPC gets some room above it so
 	// that an oversized request reaches the server's own check and gets
 	// etcd's error instead of a transport one.
@@ -53,6 +60,8 @@ type Config struct {
 	// after a few ElectionTimeouts without one.
 	HasLeader       func() bool
 	ElectionTimeout time.Duration
+	// Logger hears of failed health checks.
+	Logger *slog.Logger
 }
 
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
@@ -64,6 +73,9 @@ func NewGRPC(cfg Config) *grpc.Server {
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverhead),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+	}
+	if cfg.Calls != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(cfg.Calls.UnaryInterceptor), grpc.ChainStreamInterceptor(cfg.Calls.StreamInterceptor))
 	}
 	if cfg.HasLeader != nil {
 		g := leaderGuard{hasLeader: cfg.HasLeader, interval: cfg.ElectionTimeout}
@@ -94,7 +106,37 @@ func NewGRPC(cfg Config) *grpc.Server {
 		// Like etcd, fragment past what a request may carry, overhead included.
 		pb.RegisterWatchServer(s, &watchService{w: cfg.Watcher, hdr: cfg.Header, progress: progress, maxBytes: cfg.MaxRequestBytes + grpcOverhead})
 	}
+	if cfg.Calls != nil {
+		cfg.Calls.RegisterGRPC(s)
+	}
 	return s
+}
+
+// CallObserver sees every gRPC call before anything else does, and is
+// shown the server once its services are registered.
+type CallObserver interface {
+	UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error)
+	StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error
+	RegisterGRPC(s *grpc.Server)
+}
+
+// NewMetricsHTTP returns the handler of --listen-metrics-urls: /metrics
+// and the health endpoints, as etcd serves there.
+func NewMetricsHTTP(cfg Config) http.Handler {
+	mux := http.NewServeMux()
+	handleProbes(mux, cfg)
+	return mux
+}
+
+// handleProbes adds /metrics, /health, /livez and /readyz to mux.
+func handleProbes(mux *http.ServeMux, cfg Config) {
+	if cfg.Metrics != nil {
+		mux.Handle("/metrics", cfg.Metrics)
+	}
+	if cfg.Probe != nil {
+		h := newHealth(cfg)
+		h.install(mux)
+	}
 }
 
 // NewHTTP returns the handler for the plain HTTP endpoints.
@@ -107,19 +149,7 @@ func NewHTTP(cfg Config) http.Handler {
 			"kvd":         version.Version,
 		})
 	})
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		exclude := map[string]bool{}
-		for _, a := range r.URL.Query()["exclude"] {
-			exclude[a] = true
-		}
-		if err := cfg.Health(ctx, exclude); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"health": "true", "reason": ""})
-	})
+	handleProbes(mux, cfg)
 	if cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

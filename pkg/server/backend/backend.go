@@ -42,6 +42,8 @@ type Config struct {
 	BatchInterval time.Duration
 	BatchLimit    int
 	Logger        *slog.Logger
+	// OnCommit, when set, is told how long each batch commit took.
+	OnCommit func(time.Duration)
 }
 
 // Backend is an open database.
@@ -153,7 +155,12 @@ func (b *Backend) commitLoop() {
 // WAL still has it, so the member stops rather than diverge, and replays
 // on restart.
 func (b *Backend) commitLocked() {
-	if err := b.tx.Commit(); err != nil {
+	start := time.Now()
+	err := b.tx.Commit()
+	if b.cfg.OnCommit != nil {
+		b.cfg.OnCommit(time.Since(start))
+	}
+	if err != nil {
 		b.lg.Error("commit database batch; stopping", "err", err)
 		os.Exit(1)
 	}

@@ -197,6 +197,13 @@ func (l *Lessor) Attach(key []byte, id int64) {
 	}
 }
 
+// Count is the number of live leases.
+func (l *Lessor) Count() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.leases)
+}
+
 // Leases lists the IDs of every lease, in order.
 func (l *Lessor) Leases() []int64 {
 	l.mu.RLock()

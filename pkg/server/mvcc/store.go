@@ -170,6 +170,14 @@ func (s *Store) Rev() int64 {
 	return s.rev
 }
 
+// KeyCount is the number of keys in the index, deleted ones whose
+// history is not yet compacted away included.
+func (s *Store) KeyCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.index.tree.Len()
+}
+
 // CompactRev is the revision of the last compaction, -1 before any.
 func (s *Store) CompactRev() int64 {
 	s.mu.RLock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -61,6 +62,8 @@ type Watchable struct {
 	kick  chan struct{}
 	stopc chan struct{}
 	donec chan struct{}
+	// streams counts the open streams, for metrics.
+	streams atomic.Int64
 }
 
 type watcher struct {
@@ -113,6 +116,14 @@ func (w *Watchable) Restored() {
 	w.wake()
 }
 
+// Counts returns how many watchers there are, how many of them are
+// catching up from the database (slow), and how many streams are open.
+func (w *Watchable) Counts() (watchers, slow, streams int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.synced.len() + w.unsynced.len(), w.unsynced.len(), int(w.streams.Load())
+}
+
 func (w *Watchable) wake() {
 	select {
 	case w.kick <- struct{}{}:
@@ -138,6 +149,7 @@ type WatchStream struct {
 
 // NewStream returns an empty stream.
 func (w *Watchable) NewStream() *WatchStream {
+	w.streams.Add(1)
 	return &WatchStream{w: w, ch: make(chan *pb.WatchResponse, streamBuffer), donec: make(chan struct{}), watchers: map[int64]*watcher{}}
 }
 
@@ -231,6 +243,7 @@ func (ws *WatchStream) Close() {
 	ws.mu.Lock()
 	if !ws.closed {
 		close(ws.donec)
+		ws.w.streams.Add(-1)
 	}
 	ws.closed = true
 	all := ws.watchers

@@ -45,6 +45,8 @@ type Config struct {
 	HeartbeatTicks int
 	Transport      Transport
 	Logger         *slog.Logger
+	// OnWALSync, when set, is told how long each WAL fdatasync took.
+	OnWALSync func(time.Duration)
 }
 
 // Committed is a batch of raft output that the state machine applies in
@@ -72,6 +74,10 @@ type Node struct {
 	running atomic.Bool
 	lead    atomic.Uint64
 	term    atomic.Uint64
+	// commit is raft's commit index; leaderChanges counts the leaders
+	// seen. Both are kept for metrics, read when scraped.
+	commit        atomic.Uint64
+	leaderChanges atomic.Uint64
 
 	stopOnce sync.Once
 	stopc    chan struct{}
@@ -92,6 +98,9 @@ func Open(cfg Config) (*Node, *Restored, error) {
 	d, restored, err := openDisk(cfg.Dir, cfg.Metadata, storage, cfg.Logger)
 	if err != nil {
 		return nil, nil, err
+	}
+	if cfg.OnWALSync != nil {
+		d.wal.OnSync(cfg.OnWALSync)
 	}
 	n := &Node{
 		cfg:        cfg,
@@ -180,10 +189,15 @@ func (n *Node) loop() {
 
 func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
-		n.lead.Store(rd.SoftState.Lead)
+		if old := n.lead.Swap(rd.SoftState.Lead); rd.SoftState.Lead != raft.None && rd.SoftState.Lead != old {
+			n.leaderChanges.Add(1)
+		}
 	}
 	if rd.HardState != nil && rd.HardState.Term != nil {
 		n.term.Store(rd.HardState.GetTerm())
+	}
+	if rd.HardState != nil && rd.HardState.Commit != nil {
+		n.commit.Store(rd.HardState.GetCommit())
 	}
 	if len(rd.ReadStates) > 0 {
 		n.offerReadState(rd.ReadStates[len(rd.ReadStates)-1])
@@ -321,6 +335,13 @@ func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
 
 // Leader returns the ID of the known leader, or 0.
 func (n *Node) Leader() uint64 { return n.lead.Load() }
+
+// LeaderChanges counts the leaders this node has seen since it started,
+// the first one included.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// CommitIndex is raft's commit index as last persisted.
+func (n *Node) CommitIndex() uint64 { return n.commit.Load() }
 
 // Term returns the current raft term as last persisted.
 func (n *Node) Term() uint64 { return n.term.Load() }

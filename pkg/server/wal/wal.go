@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
@@ -47,6 +48,8 @@ type WAL struct {
 	marsh proto.MarshalOptions
 	segs  []segment
 	syncs int // fdatasyncs so far, for tests
+	// onSync, when set, is told how long each fdatasync took.
+	onSync func(time.Duration)
 }
 
 type segment struct {
@@ -308,11 +311,20 @@ func (w *WAL) write(b []byte, sync bool) error {
 		return nil
 	}
 	w.syncs++
-	if err := unix.Fdatasync(int(w.f.Fd())); err != nil {
+	start := time.Now()
+	err := unix.Fdatasync(int(w.f.Fd()))
+	if w.onSync != nil {
+		w.onSync(time.Since(start))
+	}
+	if err != nil {
 		return fmt.Errorf("sync wal %s: %w", w.f.Name(), err)
 	}
 	return nil
 }
+
+// OnSync has fn told how long each fdatasync takes; call it before the
+// first write.
+func (w *WAL) OnSync(fn func(time.Duration)) { w.onSync = fn }
 
 // cut starts a new segment whose entries begin at first. It is built
 // under a temporary name and renamed into place only once complete, so a
