@@ -60,6 +60,7 @@ func jwtKeys(t *testing.T) (priv, pub string) {
 type rawMember struct {
 	kv   pb.KVClient
 	auth pb.AuthClient
+	mt   pb.MaintenanceClient
 }
 
 func dialRaw(t *testing.T, m *framework.Member) rawMember {
@@ -69,7 +70,7 @@ func dialRaw(t *testing.T, m *framework.Member) rawMember {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return rawMember{kv: pb.NewKVClient(conn), auth: pb.NewAuthClient(conn)}
+	return rawMember{kv: pb.NewKVClient(conn), auth: pb.NewAuthClient(conn), mt: pb.NewMaintenanceClient(conn)}
 }
 
 func (r rawMember) login(ctx context.Context, t *testing.T, user, pw string) string {

@@ -241,13 +241,9 @@ func (l *Lessor) TimeToLive(id int64, withKeys bool) (Status, error) {
 
 func recordKey(id int64) []byte { return binary.BigEndian.AppendUint64(nil, uint64(id)) }
 
-// persist stores the lease as ID, TTL and remaining TTL, 8 bytes each.
+// persist stores the lease's ID, TTL and remaining TTL (see record.go).
 func (le *lease) persist(w Writer) {
-	b := make([]byte, 0, 24)
-	b = binary.BigEndian.AppendUint64(b, uint64(le.id))
-	b = binary.BigEndian.AppendUint64(b, uint64(le.ttl))
-	b = binary.BigEndian.AppendUint64(b, uint64(le.remaining))
-	w.PutRecord(backend.Lease, recordKey(le.id), b)
+	w.PutRecord(backend.Lease, recordKey(le.id), encodeRecord(le.id, le.ttl, le.remaining))
 }
 
 // Scanner reads the records of a bucket in order: a backend transaction.
@@ -263,16 +259,10 @@ func (l *Lessor) Recover(db Scanner, attached func(yield func(key []byte, id int
 	leases := map[int64]*lease{}
 	var err error
 	db.ForEach(backend.Lease, nil, func(k, v []byte) bool {
-		if len(v) != 24 {
-			err = fmt.Errorf("lease record %x is %d bytes, want 24", k, len(v))
+		le := &lease{keys: map[string]struct{}{}, index: -1}
+		if le.id, le.ttl, le.remaining, err = decodeRecord(v); err != nil {
+			err = fmt.Errorf("lease %x: %w", k, err)
 			return false
-		}
-		le := &lease{
-			id:        int64(binary.BigEndian.Uint64(v)),
-			ttl:       int64(binary.BigEndian.Uint64(v[8:])),
-			remaining: int64(binary.BigEndian.Uint64(v[16:])),
-			keys:      map[string]struct{}{},
-			index:     -1,
 		}
 		leases[le.id] = le
 		return true

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"google.golang.org/protobuf/proto"
@@ -52,8 +53,10 @@ type Store struct {
 	// changes. Set once, before writes start (see NewWatchable).
 	observer func(rev int64, changes []*mvccpb.KeyValue)
 
-	wg    sync.WaitGroup // background compactions
-	stopc chan struct{}
+	wg         sync.WaitGroup // background compactions
+	compacting atomic.Int32   // how many of them are running
+	hashes     hashHistory    // of the latest compactions
+	stopc      chan struct{}
 }
 
 // New opens the store over be, rebuilding the key index from it and
@@ -94,8 +97,8 @@ func (s *Store) load() error {
 	var wanted int64
 	s.be.Read(func(tx backend.ReadTx) {
 		s.ci, s.term = ConsistentIndexIn(tx)
-		s.compactRev = int64(getUint(tx.Get(backend.Meta, metaCompactDone)))
-		wanted = int64(getUint(tx.Get(backend.Meta, metaCompactWanted)))
+		s.compactRev = compactRevIn(tx.Get(backend.Meta, metaCompactDone))
+		wanted = compactRevIn(tx.Get(backend.Meta, metaCompactWanted))
 		tx.ForEach(backend.Key, nil, func(k, v []byte) bool {
 			if len(k) < revKeyLen {
 				err = fmt.Errorf("malformed revision key %x", k)
@@ -125,11 +128,26 @@ func (s *Store) load() error {
 	if wanted > s.compactRev {
 		s.compactRev = wanted
 		done := make(chan struct{})
-		s.startPhysicalCompaction(wanted, s.index.compact(wanted), done)
-	} else if s.compactRev > 0 {
+		s.startPhysicalCompaction(wanted, s.index.compact(wanted), nil, done)
+	} else if s.compactRev >= 0 {
 		s.index.compact(s.compactRev)
 	}
 	return nil
+}
+
+// compactRevIn reads a compaction revision stored in the meta bucket, as
+// etcd stores it (a revision key: main, '_', sub), so that etcd's tools
+// read kvd's files and kvd restores etcd's; an 8-byte number is what kvd
+// wrote before. -1 means no compaction, as in etcd.
+func compactRevIn(b []byte) int64 {
+	switch len(b) {
+	case revKeyLen:
+		r, _ := parseRevKey(b)
+		return r.Main
+	case 8:
+		return int64(binary.BigEndian.Uint64(b))
+	}
+	return -1
 }
 
 func getUint(b []byte) uint64 {
@@ -152,7 +170,7 @@ func (s *Store) Rev() int64 {
 	return s.rev
 }
 
-// CompactRev is the revision of the last compaction.
+// CompactRev is the revision of the last compaction, -1 before any.
 func (s *Store) CompactRev() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
