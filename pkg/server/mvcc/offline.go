@@ -27,7 +27,7 @@ func SetConsistentIndex(w MetaPutter, index, term uint64) error {
 // done: the store finishes it when it opens, and its revision is at least
 // rev from then on.
 func ScheduleCompaction(w MetaPutter, rev int64) error {
-	return w.Put(backend.Meta, metaCompactWanted, putUint(uint64(rev)))
+	return w.Put(backend.Meta, metaCompactWanted, revKey(Revision{Main: rev}, false))
 }
 
 // ParseKey decodes a key of the key bucket: the revision of the change it
