@@ -15,6 +15,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/status"
 
 	"github.com/kvd-io/kvd/pkg/server/snapshot"
 )
@@ -75,6 +76,12 @@ func snapshotSave(g *globals, cmd *cobra.Command, args []string) error {
 
 	resp, err := c.SnapshotWithVersion(ctx)
 	if err != nil {
+		// etcdctl prints a refused stream's status as gRPC words it
+		// ("rpc error: code = PermissionDenied desc = ..."), not as
+		// etcd's bare message.
+		if st, ok := status.FromError(err); ok {
+			err = st.Err()
+		}
 		return failWith(exitInterrupted, err)
 	}
 	defer resp.Snapshot.Close()
