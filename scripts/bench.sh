@@ -11,7 +11,8 @@
 # started is stopped when it exits.
 #
 # SCENARIOS picks the kinds of scenario to run, any of "put range watch
-# lease".
+# lease auth snapshot"; snapshot is opt-in (not in the default) and is
+# described in scripts/bench_snapshot.sh.
 # The watch scenarios (single member only) open WATCH_WATCHERS watchers on one
 # gRPC stream over 10 keys and put WATCH_PUTS times at WATCH_RATE puts/s;
 # their req/s column is events delivered per second and their p50/p99 are
@@ -64,7 +65,7 @@ LEASE_TARGET=${LEASE_TARGET:-leader}
 AUTH_USER=${AUTH_USER:-bench:benchpw}
 AUTH_CLI_CALLS=${AUTH_CLI_CALLS:-100}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease or auth)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | snapshot) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth or snapshot)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -284,3 +285,11 @@ for n in $MEMBERS; do
   stop_cluster kvd
   stop_cluster etcd
 done
+
+case " $SCENARIOS " in
+*" snapshot "*)
+  # shellcheck source=scripts/bench_snapshot.sh
+  . scripts/bench_snapshot.sh
+  snapshot_bench
+  ;;
+esac
