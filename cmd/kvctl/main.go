@@ -100,7 +100,8 @@ func newRoot(g *globals) *cobra.Command {
 		newWatchCommand(g), newLeaseCommand(g),
 		newLockCommand(g), newElectCommand(g),
 		newUserCommand(g), newRoleCommand(g), newAuthCommand(g),
-		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g), newSnapshotCommand(g),
+		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g), newDefragCommand(g), newAlarmCommand(g),
+		newSnapshotCommand(g),
 		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)
 	hideGlobalFlags(root)

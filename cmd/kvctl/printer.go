@@ -42,6 +42,8 @@ type printer interface {
 	Leases(*client.LeaseLeasesResponse) error
 	// Auth prints the answer of a user, role or auth command.
 	Auth(authResult) error
+	// Alarm prints the alarms an alarm list or disarm answered.
+	Alarm(*pb.AlarmResponse) error
 }
 
 // epStatus, epHealth and epHashKV are one endpoint's answer; their JSON

@@ -89,6 +89,9 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Uint("bcrypt-cost", uint(d.BcryptCost), "Cost of the bcrypt hashes of user passwords (4 to 31).")
 	fs.String("auth-token", d.AuthToken, "Kind of auth token handed out on authentication: 'simple' (random tokens kept by every member) or 'jwt,sign-method=<RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|ES512|EdDSA|HS256|HS384|HS512>,priv-key=<PEM file>,pub-key=<PEM file>,ttl=<duration>' (signed tokens any member verifies; pub-key alone verifies only; ttl defaults to 5m).")
 	fs.Uint("auth-token-ttl", uint(d.AuthTokenTTL/time.Second), "Seconds an unused simple token stays valid.")
+	fs.Int64("quota-backend-bytes", 0, "Most bytes the database may grow to; past it, writes are refused and the NOSPACE alarm is raised until an operator frees space and disarms it. 0 means the default of 2 GiB, a negative value no quota.")
+	fs.Duration("corrupt-check-time", 0, "How often the leader compares the members' key-space hashes and raises the CORRUPT alarm for one that differs (0: never).")
+	fs.String("feature-gates", "", "Comma-separated Name=bool pairs of etcd's feature gates; kvd acts on InitialCorruptCheck (compare this member's hash with its peers' before serving, and refuse to start when they differ) and accepts etcd's others.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
@@ -152,11 +155,18 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		MaxTxnOps:                   v.GetUint("max-txn-ops"),
 		BackendBatchInterval:        v.GetDuration("backend-batch-interval"),
 		BackendBatchLimit:           v.GetInt("backend-batch-limit"),
+		QuotaBackendBytes:           v.GetInt64("quota-backend-bytes"),
+		CorruptCheckTime:            v.GetDuration("corrupt-check-time"),
 		Logger:                      slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"
 	}
+	gates, err := parseFeatureGates(v.GetString("feature-gates"))
+	if err != nil {
+		return cfg, err
+	}
+	cfg.InitialCorruptCheck = gates["InitialCorruptCheck"]
 	if cfg.AuthToken == "" {
 		// A Config made in code may leave it empty for simple tokens;
 		// on the command line it is a mistake.

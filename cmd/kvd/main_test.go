@@ -160,3 +160,29 @@ func TestAuthTokenFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestQuotaAndCorruptionFlags reads etcd's flags for the space quota and
+// the corruption checks, and refuses feature gates etcd does not know or
+// without a boolean, as etcd does.
+func TestQuotaAndCorruptionFlags(t *testing.T) {
+	cfg := parse(t, "--quota-backend-bytes", "1048576", "--corrupt-check-time", "5m",
+		"--feature-gates", "InitialCorruptCheck=true,CompactHashCheck=false")
+	if cfg.QuotaBackendBytes != 1<<20 || cfg.CorruptCheckTime != 5*time.Minute || !cfg.InitialCorruptCheck {
+		t.Fatalf("flags: quota %d, check every %v, initial check %v", cfg.QuotaBackendBytes, cfg.CorruptCheckTime, cfg.InitialCorruptCheck)
+	}
+	if d := parse(t); d.QuotaBackendBytes != 0 || d.CorruptCheckTime != 0 || d.InitialCorruptCheck {
+		t.Fatalf("defaults: %d %v %v", d.QuotaBackendBytes, d.CorruptCheckTime, d.InitialCorruptCheck)
+	}
+	if q := parse(t, "--quota-backend-bytes", "-1"); q.QuotaBackendBytes != -1 {
+		t.Fatalf("negative quota: %d", q.QuotaBackendBytes)
+	}
+	for gates, want := range map[string]string{
+		"Bogus=true":                "unrecognized feature gate: Bogus",
+		"InitialCorruptCheck=maybe": "invalid value of InitialCorruptCheck=maybe",
+		"InitialCorruptCheck":       "missing bool value for InitialCorruptCheck",
+	} {
+		if _, err := parseConfig(t, "--feature-gates", gates); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("--feature-gates %s: %v, want %q", gates, err, want)
+		}
+	}
+}

@@ -22,6 +22,10 @@ type Maintenance interface {
 	Defragment(ctx context.Context, endpoint string) (*pb.DefragmentResponse, error)
 	// AlarmList lists the cluster's active alarms.
 	AlarmList(ctx context.Context) (*pb.AlarmResponse, error)
+	// AlarmDisarm clears alarm m. Member 0 with type NONE clears every
+	// active alarm, one by one, as clientv3 does; the answer then lists
+	// those cleared and has no header.
+	AlarmDisarm(ctx context.Context, m *pb.AlarmMember) (*pb.AlarmResponse, error)
 	// MoveLeader asks the leader to hand its leadership to the member
 	// transfereeID. Only the leader accepts it (others answer "not
 	// leader"), and the request goes over the client's connection like
@@ -73,6 +77,31 @@ func (m *maintenance) Defragment(ctx context.Context, endpoint string) (*pb.Defr
 func (m *maintenance) AlarmList(ctx context.Context) (*pb.AlarmResponse, error) {
 	resp, err := pb.NewMaintenanceClient(m.c.conn).Alarm(ctx, &pb.AlarmRequest{Action: pb.AlarmRequest_GET})
 	return resp, toErr(ctx, err)
+}
+
+func (m *maintenance) AlarmDisarm(ctx context.Context, am *pb.AlarmMember) (*pb.AlarmResponse, error) {
+	if am.MemberID == 0 && am.Alarm == pb.AlarmType_NONE {
+		list, err := m.AlarmList(ctx)
+		if err != nil {
+			return nil, err
+		}
+		all := &pb.AlarmResponse{}
+		for _, a := range list.Alarms {
+			resp, err := m.AlarmDisarm(ctx, a)
+			if err != nil {
+				return nil, err
+			}
+			all.Alarms = append(all.Alarms, resp.Alarms...)
+		}
+		return all, nil
+	}
+	resp, err := pb.NewMaintenanceClient(m.c.conn).Alarm(ctx, &pb.AlarmRequest{
+		Action: pb.AlarmRequest_DEACTIVATE, MemberID: am.MemberID, Alarm: am.Alarm,
+	})
+	if err != nil {
+		return nil, toErr(ctx, err)
+	}
+	return resp, nil
 }
 
 func (m *maintenance) MoveLeader(ctx context.Context, transfereeID uint64) (*pb.MoveLeaderResponse, error) {

@@ -79,6 +79,17 @@ type Config struct {
 	BackendBatchInterval time.Duration
 	BackendBatchLimit    int
 
+	// QuotaBackendBytes is the most the database may grow to before
+	// writes are refused and NOSPACE is raised: 0 means etcd's default
+	// of 2 GiB, a negative value no quota.
+	QuotaBackendBytes int64
+	// CorruptCheckTime is how often the leader compares the members'
+	// hashes (0: never); InitialCorruptCheck compares this member's hash
+	// with its peers' before it serves, and refuses to start when they
+	// differ (etcd's InitialCorruptCheck feature gate).
+	CorruptCheckTime    time.Duration
+	InitialCorruptCheck bool
+
 	Logger *slog.Logger
 }
 

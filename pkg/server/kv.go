@@ -19,6 +19,9 @@ import (
 
 // Put replicates a put.
 func (s *Server) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, error) {
+	if err := s.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	return proposeKV[*pb.PutResponse](ctx, s, &pb.InternalRaftRequest{Put: r})
 }
 
@@ -29,6 +32,9 @@ func (s *Server) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*pb
 
 // Txn replicates a txn that writes.
 func (s *Server) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, error) {
+	if err := s.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	return proposeKV[*pb.TxnResponse](ctx, s, &pb.InternalRaftRequest{Txn: r})
 }
 
@@ -102,7 +108,7 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		return nil, err
 	}
 	st := s.node.Status()
-	return &pb.StatusResponse{
+	resp := &pb.StatusResponse{
 		Header:           &pb.ResponseHeader{},
 		Version:          version.EtcdVersion,
 		DbSize:           s.be.Size(),
@@ -113,7 +119,19 @@ func (s *Server) Status(ctx context.Context) (*pb.StatusResponse, error) {
 		RaftAppliedIndex: s.applied.get(),
 		IsLearner:        s.isLearner(),
 		StorageVersion:   version.ClusterVersion,
-	}, nil
+		DbSizeQuota:      s.quota.Limit(),
+		// kvd has no downgrades; etcd reports one not enabled.
+		DowngradeInfo: &pb.DowngradeInfo{},
+	}
+	// As etcd, the member's troubles: no leader, then each active alarm
+	// as "memberID:<decimal id> alarm:<type>".
+	if resp.Leader == 0 {
+		resp.Errors = append(resp.Errors, "etcdserver: no leader")
+	}
+	for _, a := range s.Alarms() {
+		resp.Errors = append(resp.Errors, alarmText(a))
+	}
+	return resp, nil
 }
 
 // HashKV hashes the key space up to rev, so members can be compared.
@@ -143,9 +161,15 @@ func (s *Server) Members() []*pb.Member {
 	return out
 }
 
-// health is what /health reports: a member is healthy when it has a
-// leader and can complete a linearizable read.
-func (s *Server) health(ctx context.Context) error {
+// health is what /health reports: a member is healthy when no alarm is
+// active (but those excluded), it has a leader and it can complete a
+// linearizable read; the reasons are etcd's.
+func (s *Server) health(ctx context.Context, exclude map[string]bool) error {
+	for _, a := range s.Alarms() {
+		if !exclude[a.Alarm.String()] {
+			return errors.New("ALARM " + a.Alarm.String())
+		}
+	}
 	if s.node.Leader() == 0 {
 		return errors.New("RAFT NO LEADER")
 	}

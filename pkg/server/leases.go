@@ -129,6 +129,9 @@ func checkpointRequest(due []lease.CheckpointEntry) *pb.InternalRaftRequest {
 // LeaseGrant replicates a new lease. The ID is chosen here when the client
 // left it to the server: unique across members, positive, never 0.
 func (s *Server) LeaseGrant(ctx context.Context, r *pb.LeaseGrantRequest) (*pb.LeaseGrantResponse, error) {
+	if err := s.checkQuota(ctx, r); err != nil {
+		return nil, err
+	}
 	for r.ID == lease.None {
 		r.ID = int64(s.ids.id() & (1<<63 - 1))
 	}

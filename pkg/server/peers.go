@@ -47,6 +47,7 @@ func (s *Server) peerHandler() http.Handler {
 	})
 	mux.HandleFunc("POST "+changePath, s.serveChange)
 	mux.HandleFunc("POST "+leasePath, s.serveLease)
+	mux.HandleFunc("GET "+hashKVPath, s.serveHashKV)
 	return mux
 }
 

@@ -39,8 +39,10 @@ type Server struct {
 	// watchable delivers the store's changes to watchers.
 	watchable *mvcc.Watchable
 	applier   *apply.Applier
-	lessor    *lease.Lessor
-	auth      *auth.Store
+	// quota bounds the database size writes may grow it to.
+	quota  apply.Quota
+	lessor *lease.Lessor
+	auth   *auth.Store
 	// authChanged fires as each change of users, roles or permissions
 	// applies, for open watches to be checked again.
 	authChanged changeSignal
@@ -102,6 +104,12 @@ func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 	}
 	if err := s.openCluster(boot); err != nil {
 		return nil, err
+	}
+	// A new member has nothing to compare yet.
+	if cfg.InitialCorruptCheck && !boot.fresh {
+		if err := s.initialCorruptCheck(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -165,7 +173,8 @@ func (s *Server) openStorage() error {
 		return err
 	}
 	s.applier = apply.New(store, s.lessor, s.auth, s.lg)
-	return nil
+	s.quota = newQuota(&s.cfg)
+	return s.recoverAlarms()
 }
 
 // bootstrap is what a member starting for the first time knows of its
@@ -364,6 +373,10 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.publish() }()
+	if s.cfg.CorruptCheckTime > 0 {
+		s.wg.Add(1)
+		go func() { defer s.wg.Done(); s.corruptCheckLoop() }()
+	}
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,

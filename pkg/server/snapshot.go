@@ -41,6 +41,9 @@ func (s *Server) installSnapshot(snap *raftpb.Snapshot) error {
 		return err
 	}
 	s.authChanged.fire()
+	if err := s.recoverAlarms(); err != nil {
+		return err
+	}
 	if err := s.reloadMembers(); err != nil {
 		return err
 	}

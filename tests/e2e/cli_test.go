@@ -35,7 +35,7 @@ func cmd(args ...string) step { return step{args: args} }
 // behaviours run in order on one fresh server, so revisions line up across
 // every pairing. A later issue adds a list of its commands here, in a file
 // of its own, and gets every pairing of CLI and server for free.
-var behaviours = slices.Concat(coreBehaviours, opsBehaviours, snapshotBehaviours)
+var behaviours = slices.Concat(coreBehaviours, opsBehaviours, defragBehaviours, alarmBehaviours, snapshotBehaviours)
 
 // coreBehaviours are the key-value, watch, lease, lock, election, member
 // and RBAC commands.

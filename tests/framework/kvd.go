@@ -257,7 +257,9 @@ func (m *Member) RSS() (int64, error) {
 // Healthy says whether the member's /health answers true right now.
 func (m *Member) Healthy() bool {
 	client := http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: m.TLS}}
-	resp, err := client.Get(m.ClientURL() + "/health")
+	// A member with an alarm active serves, but its /health says false
+	// unless the alarm is excluded, as etcd's.
+	resp, err := client.Get(m.ClientURL() + "/health?exclude=NOSPACE&exclude=CORRUPT")
 	if err != nil {
 		return false
 	}

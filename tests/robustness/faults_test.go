@@ -34,8 +34,14 @@ type cluster struct {
 // checkpoints, while faults happen.
 const leaseCheckpointInterval = "4s"
 
+// corruptCheckTime is short enough for several checks in a run.
+const corruptCheckTime = "1s"
+
 func startCluster(t *testing.T) *cluster {
-	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval)
+	// The leader's corruption check runs through every fault, and must
+	// never accuse a member: runScenario requires no alarm at the end.
+	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval,
+		"--corrupt-check-time", corruptCheckTime)
 	c := &cluster{t: t, members: ms, peer: peer}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
@@ -386,6 +392,21 @@ func (c *cluster) converged(timeout time.Duration) error {
 		if h != hashes[c.members[0].Name] {
 			return fmt.Errorf("members' stores differ at revision %d: %v (%s)", rev, hashes, name)
 		}
+	}
+	return nil
+}
+
+// noAlarms fails when the cluster lists an alarm: no fault corrupts data
+// or fills a disk, so any alarm is a false one.
+func (c *cluster) noAlarms() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.admin[0].AlarmList(ctx)
+	if err != nil {
+		return fmt.Errorf("alarm list: %w", err)
+	}
+	if len(resp.Alarms) > 0 {
+		return fmt.Errorf("alarms raised during the run: %v", resp.Alarms)
 	}
 	return nil
 }

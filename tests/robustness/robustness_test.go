@@ -125,6 +125,9 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	if err := c.converged(30 * time.Second); err != nil {
 		t.Errorf("after the faults: %v", err)
 	}
+	if err := c.noAlarms(); err != nil {
+		t.Error(err)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	lastRev, err := ws.StopAtCurrent(sctx)
 	scancel()

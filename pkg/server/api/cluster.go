@@ -5,8 +5,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // Maintenance is what the Maintenance service needs from a member.
@@ -17,6 +15,9 @@ type Maintenance interface {
 	HashKV(ctx context.Context, rev int64) (*pb.HashKVResponse, error)
 	// MoveLeader hands leadership to member target; only the leader can.
 	MoveLeader(ctx context.Context, target uint64) error
+	// Alarm lists, raises or clears alarms (see alarm.go).
+	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
+	Defragmenter
 }
 
 // Cluster is what the Cluster service needs from a member.
@@ -36,18 +37,6 @@ type maintenanceService struct {
 	pb.UnimplementedMaintenanceServer
 	m   Maintenance
 	hdr Header
-}
-
-// Alarm answers GET with no alarms: kvd raises none yet (space quotas
-// and corruption checks arrive with their own alarms). Raising or clearing
-// an alarm by hand is refused until then.
-func (s *maintenanceService) Alarm(_ context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	if r.Action != pb.AlarmRequest_GET {
-		return nil, status.Error(codes.Unimplemented, "kvd: alarms cannot be activated or deactivated yet")
-	}
-	resp := &pb.AlarmResponse{Header: &pb.ResponseHeader{}}
-	fillHeader(s.hdr, resp.Header, true)
-	return resp, nil
 }
 
 func (s *maintenanceService) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {

@@ -33,8 +33,9 @@ type Config struct {
 	// returns the call's context carrying that, or the error to refuse
 	// the call with (an unknown or expired token).
 	Identify func(ctx context.Context) (context.Context, error)
-	// Health answers /health: nil when the member can serve.
-	Health func(ctx context.Context) error
+	// Health answers /health: nil when the member can serve. Alarms of
+	// the types in exclude (etcd's ?exclude=NOSPACE) do not count.
+	Health func(ctx context.Context, exclude map[string]bool) error
 	// MaxRequestBytes bounds a request; gRPC gets some room above it so
 	// that an oversized request reaches the server's own check and gets
 	// etcd's error instead of a transport one.
@@ -109,7 +110,11 @@ func NewHTTP(cfg Config) http.Handler {
 	mux.HandleFunc("GET /health", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := cfg.Health(ctx); err != nil {
+		exclude := map[string]bool{}
+		for _, a := range r.URL.Query()["exclude"] {
+			exclude[a] = true
+		}
+		if err := cfg.Health(ctx, exclude); err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"health": "false", "reason": err.Error()})
 			return
 		}

@@ -36,6 +36,7 @@ type Applier struct {
 	s      *mvcc.Store
 	leases *lease.Lessor
 	auth   *auth.Store
+	alarms *Alarms
 	lg     *slog.Logger
 }
 
@@ -44,14 +45,24 @@ func New(s *mvcc.Store, leases *lease.Lessor, as *auth.Store, lg *slog.Logger) *
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	return &Applier{s: s, leases: leases, auth: as, lg: lg}
+	return &Applier{s: s, leases: leases, auth: as, alarms: NewAlarms(), lg: lg}
 }
+
+// Alarms is the set of active alarms the applier keeps and obeys.
+func (a *Applier) Alarms() *Alarms { return a.alarms }
 
 // Apply applies r, carried by the raft entry at index and term, and records
 // index and term as applied in the same database batch.
 func (a *Applier) Apply(index, term uint64, r *pb.InternalRaftRequest) *Result {
 	res := &Result{}
 	err := a.s.Write(index, term, func(t *mvcc.TxnWrite) error {
+		if r.Alarm != nil {
+			res.Resp = a.alarms.apply(t, r.Alarm)
+			return nil
+		}
+		if res.Err = a.alarms.refuse(r); res.Err != nil {
+			return nil
+		}
 		if res.Err = authorize(a.auth, a.leases, r); res.Err != nil {
 			return nil
 		}

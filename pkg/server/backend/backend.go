@@ -30,7 +30,10 @@ var (
 	Auth      = []byte("auth")
 	AuthUsers = []byte("authUsers")
 	AuthRoles = []byte("authRoles")
-	buckets   = [][]byte{Key, Meta, Members, Lease, Auth, AuthUsers, AuthRoles}
+	// Alarm holds the active alarms, as etcd keeps them: each key is a
+	// marshaled etcdserverpb.AlarmMember, with no value.
+	Alarm   = []byte("alarm")
+	buckets = [][]byte{Key, Meta, Members, Lease, Auth, AuthUsers, AuthRoles, Alarm}
 )
 
 // Config says where the database lives and how writes are batched.
@@ -54,6 +57,11 @@ type Backend struct {
 	tx      *bolt.Tx
 	bkts    map[string]*bolt.Bucket
 	pending int
+	// j records writes for a running defrag; defragMu lets one run at a
+	// time; bg tracks the closing of files a defrag replaced.
+	j        journal
+	defragMu sync.Mutex
+	bg       sync.WaitGroup
 
 	stopc chan struct{}
 	donec chan struct{}
@@ -73,6 +81,9 @@ func Open(cfg Config) (*Backend, error) {
 	}
 	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("create dir for %s: %w", cfg.Path, err)
+	}
+	if err := removeDefragLeftover(cfg.Path); err != nil {
+		return nil, err
 	}
 	db, err := openDB(cfg.Path)
 	if err != nil {
@@ -162,6 +173,7 @@ func (w WriteTx) Put(bucket, key, value []byte) error {
 	if err := w.b.bkts[string(bucket)].Put(key, value); err != nil {
 		return fmt.Errorf("put in bucket %s: %w", bucket, err)
 	}
+	w.b.j.put(bucket, key, value)
 	return nil
 }
 
@@ -170,6 +182,7 @@ func (w WriteTx) Delete(bucket, key []byte) error {
 	if err := w.b.bkts[string(bucket)].Delete(key); err != nil {
 		return fmt.Errorf("delete from bucket %s: %w", bucket, err)
 	}
+	w.b.j.del(bucket, key)
 	return nil
 }
 
@@ -256,12 +269,16 @@ func (b *Backend) SizeInUse() int64 {
 }
 
 // Close commits what is pending, stops the commit timer and closes the
-// file.
+// file. A running defrag gives up and leaves the database as it was.
 func (b *Backend) Close() error {
 	close(b.stopc)
 	<-b.donec
+	b.defragMu.Lock()
+	defer b.defragMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	err := b.tx.Commit()
-	return errors.Join(err, b.db.Close())
+	err = errors.Join(err, b.db.Close())
+	b.bg.Wait()
+	return err
 }

@@ -72,6 +72,9 @@ func (s *DBSnapshot) Close() error { return s.tx.Rollback() }
 func (b *Backend) Replace(path string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// A defrag copying the old file must not swap it back in.
+	b.j.stop()
+	b.j.gen++
 	if err := b.tx.Commit(); err != nil {
 		return fmt.Errorf("commit before replacing database: %w", err)
 	}
