@@ -2,6 +2,7 @@ package backend
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -15,11 +16,23 @@ import (
 // outgrew the map meanwhile, the next commit would wait for the snapshot
 // to end, and with it every write of the member. The map is reserved
 // large enough up front that a growing file never needs a new one.
+// A defragmented file becomes the live one and is mapped the same way.
 func TestWritesCommitWhileSnapshotOpen(t *testing.T) {
+	for _, defrag := range []bool{false, true} {
+		t.Run(fmt.Sprintf("defragmented=%v", defrag), func(t *testing.T) { testWritesCommitWhileSnapshotOpen(t, defrag) })
+	}
+}
+
+func testWritesCommitWhileSnapshotOpen(t *testing.T, defrag bool) {
 	b := open(t, filepath.Join(t.TempDir(), "db"), time.Hour, 1<<30)
 	defer b.Close()
 	put(t, b, "before")
 	b.ForceCommit()
+	if defrag {
+		if _, err := b.Defrag(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
 	snap, err := b.OpenSnapshot()
 	if err != nil {
 		t.Fatal(err)
