@@ -209,6 +209,39 @@ func TestRestoreWritesRaftState(t *testing.T) {
 	}
 }
 
+// TestRestoreWALDir: with --wal-dir the WAL lives there, and the member's
+// wal folder, where kvd looks, links to it; an existing --wal-dir is
+// refused before anything is written.
+func TestRestoreWALDir(t *testing.T) {
+	file := writeFile(t, withDigest(makeDB(t, 5)))
+	cfg := restoreConfig(t, file, "m1")
+	cfg.WALDir = filepath.Join(t.TempDir(), "wal")
+	if err := Restore(cfg); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(cfg.DataDir, "member", "wal")
+	if target, err := os.Readlink(link); err != nil || target != cfg.WALDir {
+		t.Fatalf("%s links to %q (%v), want %s", link, target, err, cfg.WALDir)
+	}
+	w, err := wal.Open(link, wal.Snapshot{Index: 3, Term: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, hs, _, err := w.ReadAll(); err != nil || hs.GetCommit() != 3 {
+		t.Fatalf("wal through the link: hard state %v, %v", hs, err)
+	}
+	w.Close()
+
+	again := restoreConfig(t, file, "m1")
+	again.WALDir = cfg.WALDir
+	if err := Restore(again); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Fatalf("restore into an existing --wal-dir: %v", err)
+	}
+	if _, err := os.Stat(again.DataDir); !os.IsNotExist(err) {
+		t.Fatalf("refused restore created %s: %v", again.DataDir, err)
+	}
+}
+
 type boltGetter struct{ tx *bolt.Tx }
 
 func (g boltGetter) Get(bucket, key []byte) []byte { return g.tx.Bucket(bucket).Get(key) }
