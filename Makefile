@@ -3,15 +3,17 @@
 
 GO        ?= go
 BIN       := bin
-# The reference etcd and etcdctl (v3.7.3) are built once into a cache folder
+# The reference etcd, etcdctl and etcdutl (v3.7.3) are built once into a cache folder
 # outside the tree, keyed by the reference module's go.sum, and reused.
 TOOLS_DIR ?= $(HOME)/.cache/kvd-tools/$(shell sha256sum tools/etcdref/go.sum 2>/dev/null | cut -c1-12)
 ETCD      := $(TOOLS_DIR)/etcd
 ETCDCTL   := $(TOOLS_DIR)/etcdctl
+ETCDUTL   := $(TOOLS_DIR)/etcdutl
 DATA_DIR  ?= default.kvd
 
 export KVD_ETCD_BIN    := $(ETCD)
 export KVD_ETCDCTL_BIN := $(ETCDCTL)
+export KVD_ETCDUTL_BIN := $(ETCDUTL)
 
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pkg/server/... ./pkg/client/...
@@ -29,11 +31,11 @@ run: build
 cluster:
 	./scripts/cluster.sh start
 
-tools: $(ETCD) $(ETCDCTL)
+tools: $(ETCD) $(ETCDCTL) $(ETCDUTL)
 
-$(ETCD) $(ETCDCTL): tools/etcdref/go.mod tools/etcdref/go.sum
+$(ETCD) $(ETCDCTL) $(ETCDUTL): tools/etcdref/go.mod tools/etcdref/go.sum
 	mkdir -p $(TOOLS_DIR)
-	cd tools/etcdref && $(GO) build -o $(TOOLS_DIR)/ ./etcd ./etcdctl
+	cd tools/etcdref && $(GO) build -o $(TOOLS_DIR)/ ./etcd ./etcdctl ./etcdutl
 
 test: build tools lint unit e2e
 

@@ -11,7 +11,8 @@
 # started is stopped when it exits.
 #
 # SCENARIOS picks the kinds of scenario to run, any of "put range watch
-# lease".
+# lease auth snapshot"; snapshot is opt-in (not in the default) and is
+# described in scripts/bench_snapshot.sh.
 # The watch scenarios (single member only) open WATCH_WATCHERS watchers on one
 # gRPC stream over 10 keys and put WATCH_PUTS times at WATCH_RATE puts/s;
 # their req/s column is events delivered per second and their p50/p99 are
@@ -85,7 +86,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag | metrics) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag or metrics)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics or snapshot)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -339,3 +340,11 @@ for n in $MEMBERS; do
   stop_cluster etcd
 done
 case " $SCENARIOS " in *" defrag "*) run_defrag ;; esac
+
+case " $SCENARIOS " in
+*" snapshot "*)
+  # shellcheck source=scripts/bench_snapshot.sh
+  . scripts/bench_snapshot.sh
+  snapshot_bench
+  ;;
+esac

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"io"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 )
@@ -31,6 +32,11 @@ type Maintenance interface {
 	// any other: make the client with the leader's endpoint alone, as
 	// found with Status. It is not retried.
 	MoveLeader(ctx context.Context, transfereeID uint64) (*pb.MoveLeaderResponse, error)
+	// Snapshot streams the database of the member the client talks to,
+	// followed by its SHA-256 (snapshot.go).
+	Snapshot(ctx context.Context) (io.ReadCloser, error)
+	// SnapshotWithVersion is Snapshot with the member's storage version.
+	SnapshotWithVersion(ctx context.Context) (*SnapshotResponse, error)
 }
 
 type maintenance struct{ c *Client }

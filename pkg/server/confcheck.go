@@ -3,12 +3,14 @@ package server
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/membership"
 )
 
 // checkConfChange decides, identically on every member, whether a
@@ -73,7 +75,7 @@ func noChange(cc *raftpb.ConfChangeV2) *raftpb.ConfChangeV2 {
 // raft the same outcome as the first time.
 
 func rejectedKey(index uint64) []byte {
-	return binary.BigEndian.AppendUint64([]byte("refused-conf-change/"), index)
+	return binary.BigEndian.AppendUint64(slices.Clone(membership.RefusedConfChangePrefix), index)
 }
 
 // refusalRecord marks the change at index as refused, in the batch that

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/kvd-io/kvd/pkg/server/backend"
@@ -12,20 +11,16 @@ import (
 // change applies, so a restarted member knows the cluster even after the
 // WAL entries that formed it were truncated behind a snapshot.
 
-func memberKey(id uint64) []byte {
-	return binary.BigEndian.AppendUint64(nil, id)
-}
-
 func saveMember(be *backend.Backend, m *membership.Member) error {
 	b, err := m.Marshal()
 	if err != nil {
 		return err
 	}
-	return be.Write(func(tx backend.WriteTx) error { return tx.Put(backend.Members, memberKey(m.ID), b) })
+	return be.Write(func(tx backend.WriteTx) error { return tx.Put(backend.Members, membership.DBKey(m.ID), b) })
 }
 
 func deleteMember(be *backend.Backend, id uint64) error {
-	return be.Write(func(tx backend.WriteTx) error { return tx.Delete(backend.Members, memberKey(id)) })
+	return be.Write(func(tx backend.WriteTx) error { return tx.Delete(backend.Members, membership.DBKey(id)) })
 }
 
 func loadMembers(be *backend.Backend) ([]*membership.Member, error) {

@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -220,7 +219,7 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 		if err := s.bootstrapCluster(ctx, boot); err != nil {
 			return nil, err
 		}
-		rc.Metadata = encodeMetadata(boot.localID, boot.clusterID)
+		rc.Metadata = membership.WALMetadata(boot.localID, boot.clusterID)
 	}
 	node, restored, err := raftnode.Open(rc)
 	if err != nil {
@@ -228,7 +227,7 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 	}
 	s.node = node
 	if !boot.fresh {
-		if boot.localID, boot.clusterID, err = decodeMetadata(restored.Metadata); err != nil {
+		if boot.localID, boot.clusterID, err = membership.ParseWALMetadata(restored.Metadata); err != nil {
 			return nil, err
 		}
 	}
@@ -371,22 +370,6 @@ func sortedCopy(s []string) []string {
 	c := slices.Clone(s)
 	slices.Sort(c)
 	return c
-}
-
-// The WAL metadata names the member and its cluster, so a restarted member
-// knows who it is without its flags.
-func encodeMetadata(memberID, clusterID uint64) []byte {
-	b := make([]byte, 16)
-	binary.BigEndian.PutUint64(b, memberID)
-	binary.BigEndian.PutUint64(b[8:], clusterID)
-	return b
-}
-
-func decodeMetadata(b []byte) (memberID, clusterID uint64, err error) {
-	if len(b) != 16 {
-		return 0, 0, fmt.Errorf("wal metadata is %d bytes, want 16", len(b))
-	}
-	return binary.BigEndian.Uint64(b), binary.BigEndian.Uint64(b[8:]), nil
 }
 
 // Run serves clients until ctx is done, then shuts the member down

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/backend"
+	"github.com/kvd-io/kvd/pkg/server/membership"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 	"github.com/kvd-io/kvd/pkg/server/raftnode"
 )
@@ -102,12 +103,10 @@ func (c *Config) installPendingDB(index uint64) error {
 // and the configuration at that index, which every membership change
 // stores in the same batch as its index.
 
-var confStateKey = []byte("conf_state")
-
 // confStateRecord is cs as stored with the entry that produced it.
 func confStateRecord(cs *raftpb.ConfState) apply.Meta {
 	b, _ := proto.Marshal(cs) // a ConfState of IDs always encodes
-	return apply.Meta{Key: confStateKey, Value: b}
+	return apply.Meta{Key: membership.ConfStateKey, Value: b}
 }
 
 // dbSnapshots gives the transport the database to send to a lagging
@@ -121,7 +120,7 @@ func (d dbSnapshots) OpenSnapshot() (*raftpb.SnapshotMetadata, raftnode.Snapshot
 	}
 	index, term := mvcc.ConsistentIndexIn(snap)
 	cs := new(raftpb.ConfState)
-	if b := snap.Get(backend.Meta, confStateKey); b == nil || proto.Unmarshal(b, cs) != nil {
+	if b := snap.Get(backend.Meta, membership.ConfStateKey); b == nil || proto.Unmarshal(b, cs) != nil {
 		// A database from before configurations were stored: raft's own
 		// snapshot is the best description there is.
 		return nil, snap, nil

@@ -35,7 +35,7 @@ func cmd(args ...string) step { return step{args: args} }
 // behaviours run in order on one fresh server, so revisions line up across
 // every pairing. A later issue adds a list of its commands here, in a file
 // of its own, and gets every pairing of CLI and server for free.
-var behaviours = slices.Concat(coreBehaviours, opsBehaviours, defragBehaviours, alarmBehaviours)
+var behaviours = slices.Concat(coreBehaviours, opsBehaviours, defragBehaviours, alarmBehaviours, snapshotBehaviours)
 
 // coreBehaviours are the key-value, watch, lease, lock, election, member
 // and RBAC commands.
@@ -259,6 +259,7 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 	kvctl := framework.BuildKvctl(t)
 	kvd := framework.KvdBin(t)
 	clientPort, peerPort := framework.PickPort(t), framework.PickPort(t)
+	t.Cleanup(removeCLISnapshot)
 
 	run := func(t *testing.T, cli, server string) []outcome {
 		m := framework.StartMemberAt(t, server, "infra", clientPort, peerPort)

@@ -16,6 +16,10 @@ func EtcdBin() string { return envOr("KVD_ETCD_BIN", "/tmp/etcdref/etcd") }
 // EtcdctlBin is the reference etcdctl v3.7.3, from $KVD_ETCDCTL_BIN.
 func EtcdctlBin() string { return envOr("KVD_ETCDCTL_BIN", "/tmp/etcdref/etcdctl") }
 
+// EtcdutlBin is the reference etcdutl v3.7.3 (offline snapshot status,
+// restore, hashkv and defrag over a database file), from $KVD_ETCDUTL_BIN.
+func EtcdutlBin() string { return envOr("KVD_ETCDUTL_BIN", "/tmp/etcdref/etcdutl") }
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v

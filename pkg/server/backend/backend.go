@@ -102,8 +102,15 @@ func Open(cfg Config) (*Backend, error) {
 	return b, nil
 }
 
+// initialMmapSize is the memory map reserved up front, as etcd's: bbolt
+// cannot remap while a read transaction is open, so a snapshot streaming
+// to a client (or a peer) would hold up every commit once the file outgrew
+// a smaller map. It is address space, not memory: pages are only read in
+// as they are used.
+const initialMmapSize = 10 << 30
+
 func openDB(path string) (*bolt.DB, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: 64 << 20})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}

@@ -116,7 +116,7 @@ func (b *Backend) Defrag(ctx context.Context) (DefragStats, error) {
 	if err := removeDefragLeftover(b.cfg.Path); err != nil {
 		return st, err
 	}
-	ndb, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, Timeout: 5 * time.Second, InitialMmapSize: 64 << 20})
+	ndb, err := bolt.Open(tmp, 0o600, &bolt.Options{NoSync: true, NoGrowSync: true, Timeout: 5 * time.Second, InitialMmapSize: initialMmapSize})
 	if err != nil {
 		return st, fmt.Errorf("create defrag file %s: %w", tmp, err)
 	}

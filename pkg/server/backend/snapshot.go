@@ -48,6 +48,9 @@ func (s *DBSnapshot) Get(bucket, key []byte) []byte {
 	return bk.Get(key)
 }
 
+// Size is the number of bytes WriteTo writes.
+func (s *DBSnapshot) Size() int64 { return s.tx.Size() }
+
 // WriteTo writes the database file as of the snapshot.
 func (s *DBSnapshot) WriteTo(w io.Writer) (int64, error) {
 	n, err := s.tx.WriteTo(w)
