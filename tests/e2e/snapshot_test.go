@@ -92,6 +92,31 @@ func TestKvdSnapshotReadByEtcdutl(t *testing.T) {
 	if st.Revision != live.Header.Revision || int64(st.TotalKey) != live.Count {
 		t.Errorf("etcdutl reads revision %d with %d keys; kvd is at %d with %d", st.Revision, st.TotalKey, live.Header.Revision, live.Count)
 	}
+	checkEtcdutlHashKV(ctx, t, etcdutl, file, clientFor(t, m), m.Endpoint)
+}
+
+// checkEtcdutlHashKV requires etcd's offline hash of a kvd database file
+// (etcd's store opened over it, which also reads kvd's compaction records)
+// to equal what the member that wrote it answers to HashKV.
+func checkEtcdutlHashKV(ctx context.Context, t *testing.T, etcdutl, file string, c *clientv3.Client, endpoint string) {
+	t.Helper()
+	out, errOut, code := framework.RunCLI(t, etcdutl, "", "hashkv", file, "-w", "json")
+	var offline struct {
+		Hash            uint32 `json:"hash"`
+		HashRevision    int64  `json:"hashRevision"`
+		CompactRevision int64  `json:"compactRevision"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &offline) != nil {
+		t.Fatalf("etcdutl hashkv: exit %d\n%s%s", code, out, errOut)
+	}
+	live, err := c.HashKV(ctx, endpoint, offline.HashRevision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if live.Hash != offline.Hash || live.CompactRevision != offline.CompactRevision {
+		t.Errorf("at revision %d, etcdutl hashkv says hash %d (compacted at %d), kvd's HashKV %d (compacted at %d)",
+			offline.HashRevision, offline.Hash, offline.CompactRevision, live.Hash, live.CompactRevision)
+	}
 }
 
 // TestEtcdSnapshotRestoresIntoKvd: a snapshot saved by etcdctl from etcd
