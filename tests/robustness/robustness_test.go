@@ -119,12 +119,18 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	}
 
 	defragger := StartDefragger(ctx, c.direct(), rand.New(rand.NewSource(seed-1)), minFaultGap, maxFaultGap)
+	snapshotter := StartSnapshotter(ctx, t.TempDir(), c.direct(), rand.New(rand.NewSource(seed-2)), minFaultGap, maxFaultGap)
 	injected := injectFaults(t, c, fs, rng, time.Now().Add(duration))
 	cancel()
 	wg.Wait()
 	defragsOK, defragsFailed, longestDefrag := defragger.Stop()
 	t.Logf("defrags of a random member during the run: %d done (longest %v), %d failed",
 		defragsOK, longestDefrag.Round(time.Millisecond), defragsFailed)
+	snapshots, snapshotsFailed, damaged := snapshotter.Stop()
+	t.Logf("snapshots of a random member during the run: %d read, %d cut short by faults", len(snapshots), snapshotsFailed)
+	for _, err := range damaged {
+		t.Error(err)
+	}
 
 	if err := c.converged(30 * time.Second); err != nil {
 		t.Errorf("after the faults: %v", err)
@@ -165,6 +171,11 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	}
 	for _, err := range CheckWatches(ws, log, ops) {
 		t.Error(err)
+	}
+	if log != nil {
+		for _, err := range CheckSnapshots(snapshots, log) {
+			t.Error(err)
+		}
 	}
 	if len(injected) == 0 && duration >= maxFaultGap {
 		t.Errorf("no fault was injected")
