@@ -381,6 +381,7 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.publish() }()
+	s.startAutoCompaction()
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,
