@@ -29,9 +29,9 @@ type Proxy struct {
 	// dropReplies forwards requests but drops what the target answers:
 	// a request applies and its client never learns.
 	dropReplies bool
-	refused   map[string]bool // X-Kvd-From values whose connections are dropped
-	conns     map[net.Conn]*proxyConn
-	wg        sync.WaitGroup
+	refused     map[string]bool // X-Kvd-From values whose connections are dropped
+	conns       map[net.Conn]*proxyConn
+	wg          sync.WaitGroup
 }
 
 // proxyConn is what the proxy knows of one side of a forwarded
