@@ -121,12 +121,13 @@ func runMirrorCase(t *testing.T, kvctl string, tc mirrorCase) {
 func waitCaughtUp(ctx context.Context, t *testing.T, p *framework.Process, sc, dc *client.Client, destPrefix string) {
 	t.Helper()
 	want := mirrorExpected(ctx, t, sc, destPrefix)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		got := keyValues(ctx, t, dc, "")
 		if slices.Equal(got, want) {
 			return
 		}
-		if ctx.Err() != nil || p.Exited() {
+		if time.Now().After(deadline) || p.Exited() {
 			out, errOut := p.Output()
 			t.Fatalf("destination never matched the source:\n got %v\nwant %v\nmirror stdout %q stderr %q", got, want, out, errOut)
 		}
@@ -263,4 +264,63 @@ func translate(changes []string, from, to string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// TestMakeMirrorWhileCopying writes to the source from before the mirror
+// starts until well after its initial copy of 1000 keys (the count it
+// prints passes 1000), so that changes land before, during and after the
+// revision the copy is taken at: none may be lost.
+func TestMakeMirrorWhileCopying(t *testing.T) {
+	kvctl := framework.BuildKvctl(t)
+	src := framework.StartEtcd(t)
+	dst := framework.StartKvd(t)
+	sc, dc := newClient(t, src.Endpoint), newClient(t, dst.Endpoint)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for i := range 1000 {
+		mustDo(ctx, t, sc, client.OpPut(fmt.Sprintf("/app/base/%04d", i), "v"))
+	}
+	// Every change is to a key no other change touches, so that a lost
+	// one cannot be hidden by a later one.
+	n := 0
+	write := func() {
+		n++
+		op := client.OpPut(fmt.Sprintf("/app/w/%05d", n), fmt.Sprint(n))
+		switch n % 4 {
+		case 0:
+			op = client.OpDelete(fmt.Sprintf("/app/base/%04d", n/4%1000))
+		case 1:
+			op = client.OpPut("/appendix", fmt.Sprint(n))
+		}
+		mustDo(ctx, t, sc, op)
+	}
+	for range 50 {
+		write()
+	}
+	p := framework.StartProcess(t, framework.Invocation{
+		Bin: kvctl, Endpoints: src.Endpoint, Timeout: 90 * time.Second,
+		Args: []string{"make-mirror", "--prefix", "/app/", "--dest-prefix", "/copy/", "--print-interval", "100ms", dst.Endpoint},
+	})
+	for !copied(p, 1000) {
+		if ctx.Err() != nil || p.Exited() {
+			t.Fatalf("the copy did not finish: %v", p)
+		}
+		write()
+	}
+	for range 200 {
+		write()
+	}
+	waitCaughtUp(ctx, t, p, sc, dc, "/copy/")
+}
+
+// copied says whether the mirror has printed a count of at least n.
+func copied(p *framework.Process, n int) bool {
+	out, _ := p.Output()
+	lines := strings.Fields(out)
+	if len(lines) == 0 {
+		return false
+	}
+	var last int
+	_, err := fmt.Sscan(lines[len(lines)-1], &last)
+	return err == nil && last >= n
 }
