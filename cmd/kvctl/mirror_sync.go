@@ -149,7 +149,7 @@ func (m *mirror) follow(ctx context.Context) error {
 		if errors.Is(err, rpctypes.ErrCompacted) || ctx.Err() != nil {
 			return err
 		}
-		if err != nil && !transient(err) {
+		if err != nil && !errors.Is(err, errWatchClosed) && !transient(err) {
 			return err
 		}
 		m.log.Debug("source watch ended; watching again", "from", m.pos.rev, "err", err)
@@ -192,8 +192,12 @@ func (m *mirror) followOnce(ctx context.Context) error {
 			return err
 		}
 	}
-	return errors.New("source watch closed")
+	return errWatchClosed
 }
+
+// errWatchClosed is a source watch that ended without saying why: it is
+// opened again.
+var errWatchClosed = errors.New("source watch closed")
 
 // mirrorBatch is the changes of one source revision (or part of one)
 // waiting to go to the destination in one transaction.
