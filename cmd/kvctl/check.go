@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/kvd-io/kvd/pkg/client"
 )
@@ -58,7 +58,7 @@ the spread of write times, and deletes the keys again.`,
 	fs.BoolVar(&f.autoDefrag, "auto-defrag", false, "defragment every endpoint afterwards")
 	fs.IntVar(&f.seconds, "duration", 60, "how long to write, in seconds")
 	_ = fs.MarkHidden("duration") // etcdctl has no such flag; tests shorten the run with it
-	check.AddCommand(perf)
+	check.AddCommand(perf, newCheckDatascaleCommand(g))
 	return check
 }
 
@@ -125,11 +125,14 @@ func checkPerf(g *globals, cmd *cobra.Command, f *perfFlags) error {
 	}
 	stats := &perfStats{errors: map[string]int{}}
 	start := time.Now()
-	if g.stderrIsTerminal() {
-		go showProgress(ctx, g, f.seconds)
-	}
+	bar := startProgress(g, f.seconds)
+	go countSeconds(ctx, bar, f.seconds)
 	runPerfLoad(ctx, clients, load.rate, f.prefix, stats)
 	elapsed := time.Since(start)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		bar.Set(f.seconds) // the whole run, whichever tick came last
+	}
+	bar.Finish()
 
 	if err := perfCleanup(g, clients[0], f.prefix, f.autoCompact); err != nil {
 		return err
@@ -204,7 +207,14 @@ func perfCleanup(g *globals, c *client.Client, prefix string, compact bool) erro
 	if !compact {
 		return nil
 	}
-	rev := resp.Header.Revision
+	return compactAt(g, c, resp.Header.Revision)
+}
+
+// compactAt compacts the history up to rev physically, saying so before
+// and after, as etcdctl's checks do.
+func compactAt(g *globals, c *client.Client, rev int64) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
 	fmt.Fprintf(g.stdout, "Compacting with revision %d\n", rev)
 	if _, err := c.Compact(ctx, rev, client.WithCompactPhysical()); err != nil {
 		return failWith(exitError, err)
@@ -278,27 +288,20 @@ func stopOnInterrupt(ctx context.Context, cancel context.CancelFunc, cleanup fun
 	}()
 }
 
-// showProgress counts the seconds on a terminal until ctx ends.
-func showProgress(ctx context.Context, g *globals, seconds int) {
+// countSeconds shows the seconds of the run gone by, as etcdctl's bar.
+func countSeconds(ctx context.Context, bar *progressBar, seconds int) {
+	if bar == nil {
+		return
+	}
+	start := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	for done := 1; ; done++ {
+	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintln(g.stderr)
 			return
 		case <-tick.C:
-			fmt.Fprintf(g.stderr, "\r%d / %d s", min(done, seconds), seconds)
+			bar.Set(min(int(time.Since(start)/time.Second), seconds))
 		}
 	}
-}
-
-// stderrIsTerminal says whether progress output would be seen.
-func (g *globals) stderrIsTerminal() bool {
-	f, ok := g.stderr.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }

@@ -102,7 +102,7 @@ func newRoot(g *globals) *cobra.Command {
 		newUserCommand(g), newRoleCommand(g), newAuthCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g), newDefragCommand(g), newAlarmCommand(g),
 		newSnapshotCommand(g),
-		newCheckCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
+		newCheckCommand(g), newMakeMirrorCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)
 	hideGlobalFlags(root)
 	return root

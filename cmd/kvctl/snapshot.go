@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
@@ -87,10 +86,9 @@ func snapshotSave(g *globals, cmd *cobra.Command, args []string) error {
 	defer resp.Snapshot.Close()
 	check := newDigestCheck()
 	var out io.Writer = io.MultiWriter(f, check)
-	if g.stderrIsTerminal() {
-		bar := &progressBar{w: g.stderr, total: resp.Size + sha256.Size, start: time.Now()}
-		defer bar.finish()
-		out = io.MultiWriter(out, bar)
+	if bar := startProgress(g, int(resp.Size+sha256.Size)); bar != nil {
+		defer bar.Finish()
+		out = io.MultiWriter(out, progressWriter{bar})
 	}
 	size, err := io.Copy(out, resp.Snapshot)
 	if err != nil {
@@ -147,41 +145,6 @@ func (d *digestCheck) verify() error {
 		return fmt.Errorf("SHA-256 of the received database is %x, the member sent %x", got, d.tail)
 	}
 	return nil
-}
-
-// progressBar draws how much of the snapshot has arrived, on a terminal.
-type progressBar struct {
-	w     io.Writer
-	total int64
-	done  int64
-	start time.Time
-	drawn time.Time
-}
-
-func (p *progressBar) Write(b []byte) (int, error) {
-	p.done += int64(len(b))
-	if now := time.Now(); now.Sub(p.drawn) >= 100*time.Millisecond || p.done == p.total {
-		p.drawn = now
-		p.draw()
-	}
-	return len(b), nil
-}
-
-func (p *progressBar) draw() {
-	const width = 40
-	frac := 1.0
-	if p.total > 0 {
-		frac = min(float64(p.done)/float64(p.total), 1)
-	}
-	filled := int(frac * width)
-	rate := float64(p.done) / max(time.Since(p.start).Seconds(), 1e-3)
-	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%% %s / %s, %s/s ", strings.Repeat("=", filled), strings.Repeat(" ", width-filled),
-		frac*100, humanize.Bytes(uint64(p.done)), humanize.Bytes(uint64(p.total)), humanize.Bytes(uint64(rate)))
-}
-
-func (p *progressBar) finish() {
-	p.draw()
-	fmt.Fprintln(p.w)
 }
 
 func newSnapshotStatusCommand(g *globals) *cobra.Command {

@@ -84,6 +84,10 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Uint("max-txn-ops", d.MaxTxnOps, "Maximum number of operations permitted in a transaction.")
 	fs.Duration("backend-batch-interval", d.BackendBatchInterval, "Longest time applied writes wait before the database commits them.")
 	fs.Int("backend-batch-limit", d.BackendBatchLimit, "Most applied writes that wait before the database commits them.")
+	fs.String("auto-compaction-mode", d.AutoCompactionMode, "How to read --auto-compaction-retention: 'periodic' (a time window; a bare number is hours, e.g. '1' or '30m') or 'revision' (a number of revisions).")
+	fs.String("auto-compaction-retention", d.AutoCompactionRetention, "How much key history auto-compaction keeps, as --auto-compaction-mode reads it; 0 turns auto-compaction off.")
+	fs.Duration("auto-compaction-check-interval", 0, "kvd only, for tests: how often revision mode checks the revision (0: every 5 minutes, as etcd).")
+	_ = fs.MarkHidden("auto-compaction-check-interval")
 	fs.Duration("watch-progress-notify-interval", d.WatchProgressNotifyInterval, "How often watchers that asked for progress notifications and saw no event hear the current revision.")
 	fs.Duration("lease-checkpoint-interval", d.LeaseCheckpointInterval, "How often the leader records the remaining TTL of long leases, so that a leader change or a whole-cluster restart does not give them their whole TTL back (kvd only; 0 turns it off).")
 	fs.Uint("bcrypt-cost", uint(d.BcryptCost), "Cost of the bcrypt hashes of user passwords (4 to 31).")
@@ -168,6 +172,9 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		ListenMetricsURLs:           urlList(v, "listen-metrics-urls"),
 		Metrics:                     v.GetString("metrics"),
 		WarningApplyDuration:        v.GetDuration("warning-apply-duration"),
+		AutoCompactionMode:          v.GetString("auto-compaction-mode"),
+		AutoCompactionRetention:     v.GetString("auto-compaction-retention"),
+		AutoCompactionCheckInterval: v.GetDuration("auto-compaction-check-interval"),
 		Logger:                      logger,
 	}
 	if cfg.DataDir == "" {
@@ -182,6 +189,10 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		// A Config made in code may leave it empty for simple tokens;
 		// on the command line it is a mistake.
 		return cfg, errors.New("--auth-token is empty: want simple, or jwt with its options")
+	}
+	if cfg.AutoCompactionMode == "" {
+		// Validate lets a Config made in code leave it empty.
+		return cfg, errors.New("undefined auto-compaction-mode")
 	}
 	if cfg.BcryptCost < 4 || cfg.BcryptCost > 31 {
 		return cfg, fmt.Errorf("--bcrypt-cost %d: want 4 to 31", cfg.BcryptCost)

@@ -186,3 +186,35 @@ func TestQuotaAndCorruptionFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestAutoCompactionFlags(t *testing.T) {
+	tests := []struct {
+		args    []string
+		wantErr string
+	}{
+		{args: nil},
+		{args: []string{"--auto-compaction-retention", "1"}},
+		{args: []string{"--auto-compaction-retention", "30m"}},
+		{args: []string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000"}},
+		{args: []string{"--auto-compaction-mode", "hourly", "--auto-compaction-retention", "1"}, wantErr: `unknown auto-compaction-mode "hourly"`},
+		{args: []string{"--auto-compaction-mode", ""}, wantErr: "undefined auto-compaction-mode"},
+		{args: []string{"--auto-compaction-retention", "soon"}, wantErr: "error parsing CompactionRetention"},
+		{args: []string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "-5"}, wantErr: "error parsing CompactionRetention"},
+	}
+	for _, tt := range tests {
+		err := startupError(t, append([]string{"--data-dir", t.TempDir()}, tt.args...)...)
+		if tt.wantErr == "" {
+			if err != nil {
+				t.Errorf("%q: %v", tt.args, err)
+			}
+			continue
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%q: error %v, want one containing %q", tt.args, err, tt.wantErr)
+		}
+	}
+	cfg := parse(t, "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000")
+	if cfg.AutoCompactionMode != "revision" || cfg.AutoCompactionRetention != "1000" {
+		t.Fatalf("parsed mode %q retention %q", cfg.AutoCompactionMode, cfg.AutoCompactionRetention)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvd-io/kvd/pkg/server/auth"
+	"github.com/kvd-io/kvd/pkg/server/compactor"
 )
 
 // Config is a member's configuration, one field per etcd flag of the same
@@ -98,6 +99,15 @@ type Config struct {
 	// WarningApplyDuration is how long an entry may take to apply before
 	// it is logged as slow.
 	WarningApplyDuration time.Duration
+	// AutoCompactionMode ("periodic" or "revision") and
+	// AutoCompactionRetention are etcd's flags of those names; a
+	// retention of "0" turns auto-compaction off. Validate parses the
+	// retention into autoCompaction. AutoCompactionCheckInterval, when
+	// positive, replaces revision mode's five-minute check (tests only).
+	AutoCompactionMode          string
+	AutoCompactionRetention     string
+	AutoCompactionCheckInterval time.Duration
+	autoCompaction              time.Duration
 
 	Logger *slog.Logger
 }
@@ -131,6 +141,8 @@ func Defaults() Config {
 		BackendBatchLimit:           10000,
 		Metrics:                     "basic",
 		WarningApplyDuration:        100 * time.Millisecond,
+		AutoCompactionMode:          compactor.ModePeriodic,
+		AutoCompactionRetention:     "0",
 	}
 }
 
@@ -202,6 +214,9 @@ func (c *Config) Validate() error {
 	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
 		return errors.New("--max-request-bytes and --max-txn-ops must be positive")
 	}
+	if err := c.validateAutoCompaction(); err != nil {
+		return err
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -218,6 +233,23 @@ func (c *Config) Validate() error {
 		}
 		c.authToken = tc
 	}
+	return nil
+}
+
+// validateAutoCompaction checks the mode first and then the retention,
+// in etcd's order and with its messages.
+func (c *Config) validateAutoCompaction() error {
+	if c.AutoCompactionMode == "" && (c.AutoCompactionRetention == "" || c.AutoCompactionRetention == "0") {
+		return nil // a Config made in code that leaves compaction off
+	}
+	if err := compactor.CheckMode(c.AutoCompactionMode); err != nil {
+		return err
+	}
+	d, err := compactor.ParseRetention(c.AutoCompactionMode, c.AutoCompactionRetention)
+	if err != nil {
+		return err
+	}
+	c.autoCompaction = d
 	return nil
 }
 

@@ -390,6 +390,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.corruptCheckLoop() }()
 	}
+	s.startAutoCompaction()
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,

@@ -35,7 +35,7 @@ func cmd(args ...string) step { return step{args: args} }
 // behaviours run in order on one fresh server, so revisions line up across
 // every pairing. A later issue adds a list of its commands here, in a file
 // of its own, and gets every pairing of CLI and server for free.
-var behaviours = slices.Concat(coreBehaviours, opsBehaviours, defragBehaviours, alarmBehaviours, snapshotBehaviours)
+var behaviours = slices.Concat(coreBehaviours, opsBehaviours, defragBehaviours, alarmBehaviours, snapshotBehaviours, mirrorBehaviours)
 
 // coreBehaviours are the key-value, watch, lease, lock, election, member
 // and RBAC commands.
@@ -295,6 +295,11 @@ func TestCLIBehaviourAllPairings(t *testing.T) {
 func runCLI(t *testing.T, bin, endpoint string, st step, leases *framework.LeaseVars) outcome {
 	t.Helper()
 	args := append([]string{"--endpoints", endpoint}, leases.Expand(st.args)...)
+	for i, a := range args {
+		// {{ENDPOINT}} is the server's own endpoint, for commands that
+		// name a second cluster (make-mirror into the same one).
+		args[i] = strings.ReplaceAll(a, "{{ENDPOINT}}", endpoint)
+	}
 	c := exec.Command(bin, args...)
 	c.Env = framework.CleanEnv()
 	c.Stdin = strings.NewReader(st.stdin)

@@ -26,9 +26,12 @@ type Proxy struct {
 	mu        sync.Mutex
 	cut       bool
 	blackhole bool
-	refused   map[string]bool // X-Kvd-From values whose connections are dropped
-	conns     map[net.Conn]*proxyConn
-	wg        sync.WaitGroup
+	// dropReplies forwards requests but drops what the target answers:
+	// a request applies and its client never learns.
+	dropReplies bool
+	refused     map[string]bool // X-Kvd-From values whose connections are dropped
+	conns       map[net.Conn]*proxyConn
+	wg          sync.WaitGroup
 }
 
 // proxyConn is what the proxy knows of one side of a forwarded
@@ -74,6 +77,15 @@ func (p *Proxy) Blackhole() {
 	p.mu.Unlock()
 }
 
+// DropReplies keeps forwarding what clients send but drops every byte the
+// target sends back, until Heal: the client's requests take effect while
+// it sees no answer, as when a connection breaks just after a request.
+func (p *Proxy) DropReplies() {
+	p.mu.Lock()
+	p.dropReplies = true
+	p.mu.Unlock()
+}
+
 // RefuseFrom drops the connections of the kvd member whose ID (hex, as
 // its peer transport sends it) is from, now and until Heal, and lets
 // every other member's through. Cutting a member's own proxy and
@@ -94,7 +106,7 @@ func (p *Proxy) RefuseFrom(from string) {
 func (p *Proxy) Heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cut, p.blackhole = false, false
+	p.cut, p.blackhole, p.dropReplies = false, false, false
 	clear(p.refused)
 	for c, pc := range p.conns {
 		if pc.blackholed {
@@ -141,8 +153,8 @@ func (p *Proxy) connect(in net.Conn) {
 		return
 	}
 	p.wg.Add(2)
-	go p.pipe(io.MultiReader(bytes.NewReader(head), in), in, out, pc)
-	go p.pipe(out, out, in, pc)
+	go p.pipe(io.MultiReader(bytes.NewReader(head), in), in, out, pc, false)
+	go p.pipe(out, out, in, pc, true)
 }
 
 // sniffFrom reads what the client sends first, up to the end of an
@@ -187,8 +199,8 @@ func (p *Proxy) untrack(c net.Conn) {
 }
 
 // pipe copies from src to dst, or drops what it reads while the proxy is
-// a blackhole.
-func (p *Proxy) pipe(src io.Reader, from, to net.Conn, pc *proxyConn) {
+// a blackhole, or while it drops replies if src is the target's side.
+func (p *Proxy) pipe(src io.Reader, from, to net.Conn, pc *proxyConn, reply bool) {
 	defer p.wg.Done()
 	defer p.untrack(from)
 	defer p.untrack(to)
@@ -197,7 +209,7 @@ func (p *Proxy) pipe(src io.Reader, from, to net.Conn, pc *proxyConn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
-			drop := p.blackhole
+			drop := p.blackhole || (reply && p.dropReplies)
 			if drop {
 				pc.blackholed = true
 			}
