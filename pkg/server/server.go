@@ -409,9 +409,16 @@ func (s *Server) Run(ctx context.Context) error {
 		ElectionTimeout:             s.cfg.ElectionTimeout,
 	}
 	gs := api.NewGRPC(apiCfg)
+	serveCtx, cancel := context.WithCancel(ctx)
+	gateway, err := api.NewGateway(serveCtx, gs)
+	if err != nil {
+		cancel()
+		s.stop()
+		return err
+	}
+	apiCfg.Gateway = gateway
 	h := api.NewHTTP(apiCfg)
 	errc := make(chan error, len(s.listeners))
-	serveCtx, cancel := context.WithCancel(ctx)
 	for _, l := range s.listeners {
 		go func() { errc <- api.Serve(serveCtx, l, gs, h, s.lg) }()
 	}
@@ -429,7 +436,6 @@ func (s *Server) Run(ctx context.Context) error {
 	close(s.readyc)
 	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
 
-	var err error
 	pending := len(s.listeners)
 	select {
 	case <-ctx.Done():
