@@ -410,13 +410,15 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	gs := api.NewGRPC(apiCfg)
 	serveCtx, cancel := context.WithCancel(ctx)
-	gateway, err := api.NewGateway(serveCtx, gs)
-	if err != nil {
-		cancel()
-		s.stop()
-		return err
+	if !s.cfg.DisableGateway {
+		gateway, err := api.NewGateway(serveCtx, gs)
+		if err != nil {
+			cancel()
+			s.stop()
+			return err
+		}
+		apiCfg.Gateway = gateway
 	}
-	apiCfg.Gateway = gateway
 	h := api.NewHTTP(apiCfg)
 	errc := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {
@@ -436,6 +438,7 @@ func (s *Server) Run(ctx context.Context) error {
 	close(s.readyc)
 	s.lg.Info("serving client requests", "urls", s.cfg.ListenClientURLs)
 
+	var err error
 	pending := len(s.listeners)
 	select {
 	case <-ctx.Done():

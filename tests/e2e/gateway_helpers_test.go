@@ -35,6 +35,7 @@ func startGatewayPair(t *testing.T, extra ...string) *gwPair {
 // as JSON (nil when it is not JSON) and the raw body.
 type gwAnswer struct {
 	Status int
+	Header http.Header
 	JSON   any
 	Raw    string
 }
@@ -45,13 +46,13 @@ func gwPost(t *testing.T, m *framework.Member, path, body string, headers ...str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp := gwSend(ctx, t, m, path, body, headers...)
+	resp := gwSendMethod(ctx, t, m, http.MethodPost, path, body, headers...)
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatalf("read %s answer from %s: %v", path, m.Name, err)
 	}
-	a := gwAnswer{Status: resp.StatusCode, Raw: string(raw)}
+	a := gwAnswer{Status: resp.StatusCode, Header: resp.Header, Raw: string(raw)}
 	if err := json.Unmarshal(raw, &a.JSON); err != nil {
 		a.JSON = nil
 	}
@@ -62,7 +63,12 @@ func gwPost(t *testing.T, m *framework.Member, path, body string, headers ...str
 // streams.
 func gwSend(ctx context.Context, t *testing.T, m *framework.Member, path, body string, headers ...string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, m.ClientURL()+path, strings.NewReader(body))
+	return gwSendMethod(ctx, t, m, http.MethodPost, path, body, headers...)
+}
+
+func gwSendMethod(ctx context.Context, t *testing.T, m *framework.Member, method, path, body string, headers ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, method, m.ClientURL()+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +77,7 @@ func gwSend(ctx context.Context, t *testing.T, m *framework.Member, path, body s
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("POST %s to %s: %v", path, m.Name, err)
+		t.Fatalf("%s %s to %s: %v", method, path, m.Name, err)
 	}
 	return resp
 }

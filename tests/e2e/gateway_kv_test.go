@@ -1,8 +1,16 @@
 package e2e
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"slices"
 	"testing"
+	"time"
 )
 
 // headerIDs are the response-header fields that two separate clusters
@@ -66,4 +74,58 @@ func TestGatewayKV(t *testing.T) {
 	}
 	// Unknown fields are ignored, as etcd's gateway does.
 	p.same("/v3/kv/range", fmt.Sprintf(`{"key":%q,"no_such_field":1}`, foo), headerIDs)
+}
+
+// TestGatewayHTTPDetails compares what surrounds the JSON: the content
+// type and CORS headers of an answer, a CORS preflight, a GET where the
+// gateway takes POST, and the client URL with the gateway switched off.
+func TestGatewayHTTPDetails(t *testing.T) {
+	p := startGatewayPair(t)
+	body := fmt.Sprintf(`{"key":%q}`, b64("foo"))
+	k := gwPost(t, p.kvd, "/v3/kv/range", body)
+	e := gwPost(t, p.etcd, "/v3/kv/range", body)
+	compareHeaders(t, "range", k, e)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, method := range []string{http.MethodOptions, http.MethodGet} {
+		kr := gwSendMethod(ctx, t, p.kvd, method, "/v3/kv/range", "")
+		er := gwSendMethod(ctx, t, p.etcd, method, "/v3/kv/range", "")
+		kb, _ := io.ReadAll(kr.Body)
+		eb, _ := io.ReadAll(er.Body)
+		kr.Body.Close()
+		er.Body.Close()
+		if kr.StatusCode != er.StatusCode || !sameJSONOrBytes(kb, eb) {
+			t.Errorf("%s /v3/kv/range: kvd %d %q, etcd %d %q", method, kr.StatusCode, kb, er.StatusCode, eb)
+		}
+		compareHeaders(t, method, gwAnswer{Header: kr.Header}, gwAnswer{Header: er.Header})
+	}
+
+	off := startGatewayPair(t, "--enable-grpc-gateway=false")
+	ko := gwPost(t, off.kvd, "/v3/kv/range", body)
+	eo := gwPost(t, off.etcd, "/v3/kv/range", body)
+	if ko.Status != eo.Status || ko.Raw != eo.Raw {
+		t.Errorf("gateway off: kvd %d %q, etcd %d %q", ko.Status, ko.Raw, eo.Status, eo.Raw)
+	}
+}
+
+// sameJSONOrBytes compares two bodies as JSON when both are, else byte
+// for byte.
+func sameJSONOrBytes(a, b []byte) bool {
+	var ja, jb any
+	if json.Unmarshal(a, &ja) == nil && json.Unmarshal(b, &jb) == nil {
+		return reflect.DeepEqual(masked(ja, nil), masked(jb, nil))
+	}
+	return bytes.Equal(a, b)
+}
+
+// compareHeaders requires the headers a client of the gateway relies on
+// to match.
+func compareHeaders(t *testing.T, what string, got, want gwAnswer) {
+	t.Helper()
+	for _, h := range []string{"Content-Type", "Access-Control-Allow-Origin", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers", "Grpc-Metadata-Content-Type"} {
+		if g, w := got.Header.Values(h), want.Header.Values(h); !slices.Equal(g, w) {
+			t.Errorf("%s: header %s is %q on kvd, %q on etcd", what, h, g, w)
+		}
+	}
 }

@@ -53,7 +53,7 @@ func NewGateway(ctx context.Context, gs *grpc.Server) (http.Handler, error) {
 		conn.Close()
 		lis.Close()
 	}()
-	return legacyPaths(mux), nil
+	return allowCORS(legacyPaths(mux)), nil
 }
 
 // newGatewayMux marshals as etcd's gateway does: fields under their proto
@@ -74,6 +74,23 @@ func legacyPaths(h http.Handler) http.Handler {
 		if rest, ok := strings.CutPrefix(r.URL.Path, "/v3beta/"); ok {
 			r.URL.Path = "/v3/" + rest
 			r.URL.RawPath = ""
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// allowCORS lets browser pages on any origin call the gateway, as etcd's
+// default --cors '*' does: every answer says so, and a preflight OPTIONS
+// request is answered at once.
+func allowCORS(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Add("Access-Control-Allow-Methods", "POST, GET, OPTIONS, PUT, DELETE")
+		hd.Add("Access-Control-Allow-Origin", "*")
+		hd.Add("Access-Control-Allow-Headers", "accept, content-type, authorization")
+		if r.Method == http.MethodOptions {
+			w.WriteHeader(http.StatusOK)
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
