@@ -145,7 +145,19 @@ func TestGatewayAuth(t *testing.T) {
 	asAlice("/v3/kv/range", fmt.Sprintf(`{"key":%q}`, b64("secret")))                   // not hers
 	asAlice("/v3/kv/put", fmt.Sprintf(`{"key":%q,"value":%q}`, b64("pub/b"), b64("3"))) // read only
 	asAlice("/v3/auth/user/list", `{}`)                                                 // not root
-	asAlice("/v3/auth/user/changepw", `{"name":"alice","password":"newpw"}`)            // not root
+	// Streams refused for who asks: a watch of a key she may not read is
+	// created and cancelled; a snapshot, for root only, ends with the
+	// gateway's stream error line.
+	kw := openStream(t, p.kvd, "/v3/watch", fmt.Sprintf(`{"create_request":{"key":%q}}`, b64("secret")), "Authorization", kAlice)
+	ew := openStream(t, p.etcd, "/v3/watch", fmt.Sprintf(`{"create_request":{"key":%q}}`, b64("secret")), "Authorization", eAlice)
+	sameNext(t, "watch refused", kw, ew, headerIDs)
+	ks := openStream(t, p.kvd, "/v3/maintenance/snapshot", `{}`, "Authorization", kAlice)
+	es := openStream(t, p.etcd, "/v3/maintenance/snapshot", `{}`, "Authorization", eAlice)
+	refused := sameNext(t, "snapshot refused", ks, es, headerIDs)
+	if field(refused.JSON, "error", "code") == nil {
+		t.Fatalf("snapshot by a user who is not root: %s", refused.Raw)
+	}
+	asAlice("/v3/auth/user/changepw", `{"name":"alice","password":"newpw"}`) // not root
 
 	for _, s := range []struct{ path, body string }{
 		{"/v3/auth/user/changepw", `{"name":"alice","password":"newpw"}`},

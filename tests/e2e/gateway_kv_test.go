@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -72,6 +73,8 @@ func TestGatewayKV(t *testing.T) {
 	for _, c := range cases {
 		p.same(c.path, c.body, headerIDs)
 	}
+	// A request over --max-request-bytes (1.5 MiB by default).
+	p.same("/v3/kv/put", fmt.Sprintf(`{"key":%q,"value":%q}`, b64("big"), b64(strings.Repeat("x", 2<<20))), headerIDs)
 	// Unknown fields are ignored, as etcd's gateway does.
 	p.same("/v3/kv/range", fmt.Sprintf(`{"key":%q,"no_such_field":1}`, foo), headerIDs)
 }
