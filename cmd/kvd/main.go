@@ -97,6 +97,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Duration("corrupt-check-time", 0, "How often the leader compares the members' key-space hashes and raises the CORRUPT alarm for one that differs (0: never).")
 	fs.String("feature-gates", "", "Comma-separated Name=bool pairs of etcd's feature gates; kvd acts on InitialCorruptCheck (compare this member's hash with its peers' before serving, and refuse to start when they differ) and accepts etcd's others.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
+	fs.Bool("enable-grpc-gateway", true, "Serve the HTTP/JSON gateway (/v3/...) on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("log-format", "json", "Log format: json, or console (one key=value line per record).")
 	fs.String("listen-metrics-urls", "", "List of plain http URLs to serve /metrics and the health endpoints on, apart from client traffic.")
@@ -156,6 +157,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		StrictReconfigCheck:         v.GetBool("strict-reconfig-check"),
 		MaxLearners:                 v.GetInt("max-learners"),
 		EnablePprof:                 v.GetBool("enable-pprof"),
+		DisableGateway:              !v.GetBool("enable-grpc-gateway"),
 		WatchProgressNotifyInterval: v.GetDuration("watch-progress-notify-interval"),
 		LeaseCheckpointInterval:     v.GetDuration("lease-checkpoint-interval"),
 		BcryptCost:                  v.GetInt("bcrypt-cost"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -34,6 +35,10 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 	// One value, without copying the call's whole metadata.
 	if ts := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
 		token = ts[0]
+	} else if ts := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameSwagger); len(ts) > 0 {
+		// The HTTP gateway passes the Authorization header on under this
+		// name; like etcd, take it bare or as a bearer token.
+		token = strings.TrimPrefix(ts[0], "Bearer ")
 	}
 	info, err := s.auth.Identify(token)
 	if errors.Is(err, auth.ErrInvalidAuthToken) && s.caughtUp(ctx) {

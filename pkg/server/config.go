@@ -54,6 +54,9 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves runtime profiles on the client URLs.
 	EnablePprof bool
+	// DisableGateway turns off the HTTP/JSON gateway on the client URLs
+	// (etcd's --enable-grpc-gateway=false).
+	DisableGateway bool
 	// LeaseCheckpointInterval is how often the leader records the
 	// remaining TTL of long leases through raft, so that a leader change
 	// or a restart of the whole cluster does not give them their whole

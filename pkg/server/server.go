@@ -410,9 +410,18 @@ func (s *Server) Run(ctx context.Context) error {
 		ElectionTimeout:             s.cfg.ElectionTimeout,
 	}
 	gs := api.NewGRPC(apiCfg)
+	serveCtx, cancel := context.WithCancel(ctx)
+	if !s.cfg.DisableGateway {
+		gateway, err := api.NewGateway(serveCtx, gs)
+		if err != nil {
+			cancel()
+			s.stop()
+			return err
+		}
+		apiCfg.Gateway = gateway
+	}
 	h := api.NewHTTP(apiCfg)
 	errc := make(chan error, len(s.listeners))
-	serveCtx, cancel := context.WithCancel(ctx)
 	for _, l := range s.listeners {
 		go func() { errc <- api.Serve(serveCtx, l, gs, h, s.lg) }()
 	}

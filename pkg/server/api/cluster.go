@@ -18,6 +18,7 @@ type Maintenance interface {
 	// Alarm lists, raises or clears alarms (see alarm.go).
 	Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error)
 	Defragmenter
+	Hasher
 }
 
 // Cluster is what the Cluster service needs from a member.
@@ -67,9 +68,8 @@ func (s *maintenanceService) MoveLeader(ctx context.Context, r *pb.MoveLeaderReq
 	if err := s.m.MoveLeader(ctx, r.TargetID); err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &pb.MoveLeaderResponse{Header: &pb.ResponseHeader{}}
-	fillHeader(s.hdr, resp.Header, true)
-	return resp, nil
+	// Like etcd's, the answer carries no header.
+	return &pb.MoveLeaderResponse{}, nil
 }
 
 type clusterService struct {

@@ -17,7 +17,7 @@ func (s *maintenanceService) Defragment(ctx context.Context, _ *pb.DefragmentReq
 	if err := s.m.Defragment(ctx); err != nil {
 		return nil, toStatus(err)
 	}
-	resp := &pb.DefragmentResponse{Header: &pb.ResponseHeader{}}
-	fillHeader(s.hdr, resp.Header, true)
-	return resp, nil
+	// etcd answers a defragmentation with no header at all, which its
+	// HTTP gateway shows as {}.
+	return &pb.DefragmentResponse{}, nil
 }

@@ -43,6 +43,8 @@ type Config struct {
 	Calls CallObserver
 	// Metrics, when set, serves /metrics.
 	Metrics http.Handler
+	// Gateway, when set, serves the HTTP/JSON gateway (see NewGateway).
+	Gateway http.Handler
 	// MaxRequestBytes bounds a request; gRPC gets some room above it so
 	// that an oversized request reaches the server's own check and gets
 	// etcd's error instead of a transport one.
@@ -150,6 +152,7 @@ func NewHTTP(cfg Config) http.Handler {
 		})
 	})
 	handleProbes(mux, cfg)
+	handleGateway(mux, cfg)
 	if cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

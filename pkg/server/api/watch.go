@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
 	"sync"
 	"time"
 
@@ -49,7 +50,14 @@ func (s *watchService) Watch(stream pb.Watch_WatchServer) error {
 	out := &watchSender{svc: s, stream: stream, fragments: map[int64]bool{}}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- out.receive(ws)
+		err := out.receive(ws)
+		if errors.Is(err, io.EOF) {
+			// The client is done sending (the HTTP gateway is, once it
+			// has passed a request body on), not done listening: as in
+			// etcd, its watchers live on until it goes away.
+			return
+		}
+		errc <- err
 		cancel()
 	}()
 	tick := time.NewTicker(s.progress)
@@ -83,10 +91,14 @@ type watchSender struct {
 	fragments map[int64]bool // watchers that accept fragmented responses
 }
 
-// receive handles the client's requests until the stream ends.
+// receive handles the client's requests until the stream ends; io.EOF
+// says the client closed its side.
 func (o *watchSender) receive(ws WatchStream) error {
 	for {
 		req, err := o.stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return err
+		}
 		if err != nil {
 			return nil
 		}
