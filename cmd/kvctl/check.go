@@ -104,18 +104,11 @@ func checkPerf(g *globals, cmd *cobra.Command, f *perfFlags) error {
 	if !ok {
 		return fail(exitBadFeature, "unknown load option %v", f.load)
 	}
-	if _, err := g.prepare(cmd); err != nil {
+	clients, err := openClients(g, cmd, load.clients)
+	if err != nil {
 		return err
 	}
-	clients := make([]*client.Client, load.clients)
-	for i := range clients {
-		c, err := g.connect(nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		clients[i] = c
-	}
+	defer closeClients(clients)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(f.seconds)*time.Second)
 	defer cancel()
 	stopOnInterrupt(ctx, cancel, func() { _ = perfCleanup(g, clients[0], f.prefix, false) })
@@ -138,10 +131,8 @@ func checkPerf(g *globals, cmd *cobra.Command, f *perfFlags) error {
 		return err
 	}
 	if f.autoDefrag {
-		for _, ep := range clients[0].Endpoints() {
-			if err := defragment(g, clients[0], ep); err != nil {
-				return err
-			}
+		if err := defragmentAll(g, clients[0]); err != nil {
+			return err
 		}
 	}
 	return perfVerdict(g, stats, elapsed, load.rate)
@@ -220,6 +211,40 @@ func compactAt(g *globals, c *client.Client, rev int64) error {
 		return failWith(exitError, err)
 	}
 	fmt.Fprintf(g.stdout, "Compacted with revision %d\n", rev)
+	return nil
+}
+
+// openClients prepares the command and opens n clients to the endpoints,
+// as the checks spread their load over many connections.
+func openClients(g *globals, cmd *cobra.Command, n int) ([]*client.Client, error) {
+	if _, err := g.prepare(cmd); err != nil {
+		return nil, err
+	}
+	clients := make([]*client.Client, 0, n)
+	for range n {
+		c, err := g.connect(nil)
+		if err != nil {
+			closeClients(clients)
+			return nil, err
+		}
+		clients = append(clients, c)
+	}
+	return clients, nil
+}
+
+func closeClients(clients []*client.Client) {
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
+// defragmentAll defragments every endpoint c knows, one after another.
+func defragmentAll(g *globals, c *client.Client) error {
+	for _, ep := range c.Endpoints() {
+		if err := defragment(g, c, ep); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -64,18 +64,11 @@ func checkDatascale(g *globals, cmd *cobra.Command, f *datascaleFlags) error {
 	if !ok {
 		return fail(exitBadFeature, "unknown load option %v", f.load)
 	}
-	if _, err := g.prepare(cmd); err != nil {
+	clients, err := openClients(g, cmd, load.clients)
+	if err != nil {
 		return err
 	}
-	clients := make([]*client.Client, load.clients)
-	for i := range clients {
-		c, err := g.connect(nil)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		clients[i] = c
-	}
+	defer closeClients(clients)
 	ctx := context.Background()
 	resp, err := clients[0].Get(ctx, f.prefix, client.WithPrefix(), client.WithLimit(1))
 	if err != nil {
@@ -111,10 +104,8 @@ func checkDatascale(g *globals, cmd *cobra.Command, f *datascaleFlags) error {
 		}
 	}
 	if f.autoDefrag {
-		for _, ep := range clients[0].Endpoints() {
-			if err := defragment(g, clients[0], ep); err != nil {
-				return err
-			}
+		if err := defragmentAll(g, clients[0]); err != nil {
+			return err
 		}
 	}
 	if len(errs) > 0 {
