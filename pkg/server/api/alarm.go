@@ -14,9 +14,6 @@ func (s *maintenanceService) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if resp.Header == nil {
-		resp.Header = &pb.ResponseHeader{}
-	}
-	fillHeader(s.hdr, resp.Header, true)
+	resp.Header = s.header(resp.Header)
 	return resp, nil
 }

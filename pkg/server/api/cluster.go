@@ -40,15 +40,22 @@ type maintenanceService struct {
 	hdr Header
 }
 
+// header completes the header of a member's answer, which may leave it
+// out or set only the revision.
+func (s *maintenanceService) header(h *pb.ResponseHeader) *pb.ResponseHeader {
+	if h == nil {
+		h = &pb.ResponseHeader{}
+	}
+	fillHeader(s.hdr, h, true)
+	return h
+}
+
 func (s *maintenanceService) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.StatusResponse, error) {
 	resp, err := s.m.Status(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if resp.Header == nil {
-		resp.Header = &pb.ResponseHeader{}
-	}
-	fillHeader(s.hdr, resp.Header, true)
+	resp.Header = s.header(resp.Header)
 	return resp, nil
 }
 

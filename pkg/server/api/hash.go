@@ -18,9 +18,6 @@ func (s *maintenanceService) Hash(ctx context.Context, _ *pb.HashRequest) (*pb.H
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if resp.Header == nil {
-		resp.Header = &pb.ResponseHeader{}
-	}
-	fillHeader(s.hdr, resp.Header, true)
+	resp.Header = s.header(resp.Header)
 	return resp, nil
 }
