@@ -109,27 +109,24 @@ func Run(cfg Config, stop <-chan struct{}) error {
 
 func runPeriodic(ctx context.Context, cfg Config) {
 	p := newPeriodic(cfg.Retention, time.Now(), cfg.Rev())
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	everyTick(ctx, p.interval, func(now time.Time) {
+		// Sampled after any compaction, at the revision it left.
+		defer func() { p.sample(cfg.Rev()) }()
+		if !cfg.IsLeader() {
 			return
-		case now := <-t.C:
-			if cfg.IsLeader() {
-				if rev, ok := p.due(now); ok {
-					cfg.Logger.Info("starting auto periodic compaction", "revision", rev, "compact-period", p.period)
-					if err := cfg.Compact(ctx, rev); err != nil {
-						cfg.Logger.Warn("failed auto periodic compaction", "revision", rev, "retry-interval", p.interval, "err", err)
-					} else {
-						p.done(rev, time.Now())
-						cfg.Logger.Info("completed auto periodic compaction", "revision", rev, "took", time.Since(now))
-					}
-				}
-			}
-			p.sample(cfg.Rev())
 		}
-	}
+		rev, ok := p.due(now)
+		if !ok {
+			return
+		}
+		cfg.Logger.Info("starting auto periodic compaction", "revision", rev, "compact-period", p.period)
+		if err := cfg.Compact(ctx, rev); err != nil {
+			cfg.Logger.Warn("failed auto periodic compaction", "revision", rev, "retry-interval", p.interval, "err", err)
+			return
+		}
+		p.done(rev, time.Now())
+		cfg.Logger.Info("completed auto periodic compaction", "revision", rev, "took", time.Since(now))
+	})
 }
 
 func runRevision(ctx context.Context, cfg Config) {
@@ -138,27 +135,34 @@ func runRevision(ctx context.Context, cfg Config) {
 	if cfg.RevisionInterval > 0 {
 		every = cfg.RevisionInterval
 	}
-	t := time.NewTicker(every)
+	everyTick(ctx, every, func(now time.Time) {
+		if !cfg.IsLeader() {
+			return
+		}
+		rev, ok := r.due(cfg.Rev())
+		if !ok {
+			return
+		}
+		cfg.Logger.Info("starting auto revision compaction", "revision", rev, "revision-compaction-retention", r.retention)
+		if err := cfg.Compact(ctx, rev); err != nil {
+			cfg.Logger.Warn("failed auto revision compaction", "revision", rev, "retry-interval", every, "err", err)
+			return
+		}
+		r.done(rev)
+		cfg.Logger.Info("completed auto revision compaction", "revision", rev, "took", time.Since(now))
+	})
+}
+
+// everyTick calls f at each tick of a ticker of interval until ctx ends.
+func everyTick(ctx context.Context, interval time.Duration, f func(now time.Time)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if !cfg.IsLeader() {
-				continue
-			}
-			rev, ok := r.due(cfg.Rev())
-			if !ok {
-				continue
-			}
-			cfg.Logger.Info("starting auto revision compaction", "revision", rev, "revision-compaction-retention", r.retention)
-			if err := cfg.Compact(ctx, rev); err != nil {
-				cfg.Logger.Warn("failed auto revision compaction", "revision", rev, "retry-interval", every, "err", err)
-				continue
-			}
-			r.done(rev)
-			cfg.Logger.Info("completed auto revision compaction", "revision", rev, "took", time.Since(now))
+			f(now)
 		}
 	}
 }
