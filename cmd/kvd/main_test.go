@@ -108,6 +108,21 @@ func startupError(t *testing.T, args ...string) error {
 	return cfg.Validate()
 }
 
+// checkStartup reports err from starting with args unless it is what
+// wantErr asks: none when empty, else one containing it.
+func checkStartup(t *testing.T, args []string, err error, wantErr string) {
+	t.Helper()
+	if wantErr == "" {
+		if err != nil {
+			t.Errorf("%q: %v", args, err)
+		}
+		return
+	}
+	if err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Errorf("%q: error %v, want one containing %q", args, err, wantErr)
+	}
+}
+
 func TestAuthTokenFlag(t *testing.T) {
 	dir := t.TempDir()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -148,16 +163,7 @@ func TestAuthTokenFlag(t *testing.T) {
 		{args: []string{"--auth-token", "jwt,ttl=1m,ttl=2m"}, wantErr: `option "ttl" is given twice`},
 	}
 	for _, tt := range tests {
-		err := startupError(t, tt.args...)
-		if tt.wantErr == "" {
-			if err != nil {
-				t.Errorf("%q: %v", tt.args, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("%q: error %v, want one containing %q", tt.args, err, tt.wantErr)
-		}
+		checkStartup(t, tt.args, startupError(t, tt.args...), tt.wantErr)
 	}
 }
 
@@ -202,16 +208,7 @@ func TestAutoCompactionFlags(t *testing.T) {
 		{args: []string{"--auto-compaction-mode", "revision", "--auto-compaction-retention", "-5"}, wantErr: "error parsing CompactionRetention"},
 	}
 	for _, tt := range tests {
-		err := startupError(t, append([]string{"--data-dir", t.TempDir()}, tt.args...)...)
-		if tt.wantErr == "" {
-			if err != nil {
-				t.Errorf("%q: %v", tt.args, err)
-			}
-			continue
-		}
-		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("%q: error %v, want one containing %q", tt.args, err, tt.wantErr)
-		}
+		checkStartup(t, tt.args, startupError(t, append([]string{"--data-dir", t.TempDir()}, tt.args...)...), tt.wantErr)
 	}
 	cfg := parse(t, "--auto-compaction-mode", "revision", "--auto-compaction-retention", "1000")
 	if cfg.AutoCompactionMode != "revision" || cfg.AutoCompactionRetention != "1000" {
