@@ -100,21 +100,13 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 	var wg sync.WaitGroup
 	stop := make(chan struct{})
 	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				b.Read(func(tx ReadTx) {
-					tx.Get(Key, []byte("k1"))
-					tx.ForEach(Key, nil, func(_, _ []byte) bool { return true })
-				})
-			}
-		}()
+		repeat(&wg, stop, func() bool {
+			b.Read(func(tx ReadTx) {
+				tx.Get(Key, []byte("k1"))
+				tx.ForEach(Key, nil, func(_, _ []byte) bool { return true })
+			})
+			return true
+		})
 	}
 	for i := range 500 {
 		put(t, b, fmt.Sprintf("k%d", i))
@@ -125,4 +117,23 @@ func TestConcurrentReadersAndWriter(t *testing.T) {
 	if !committed(t, b, "k499") {
 		t.Fatal("last write not committed after ForceCommit")
 	}
+}
+
+// repeat calls f in a goroutine of wg's, again and again until stop is
+// closed or f returns false.
+func repeat(wg *sync.WaitGroup, stop <-chan struct{}, f func() bool) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !f() {
+				return
+			}
+		}
+	}()
 }

@@ -70,52 +70,36 @@ func TestDefragUnderWritesAndDeletes(t *testing.T) {
 	stop := make(chan struct{})
 	var writes atomic.Int64
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rng := rand.New(rand.NewPCG(1, 2))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			k := fmt.Sprintf("k%07d", rng.IntN(30000))
-			del := rng.IntN(3) == 0
-			v := []byte(fmt.Sprintf("w%d", writes.Load()))
-			err := b.Write(func(tx WriteTx) error {
-				if del {
-					return tx.Delete(Key, []byte(k))
-				}
-				return tx.Put(Key, []byte(k), v)
-			})
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
+	rng := rand.New(rand.NewPCG(1, 2))
+	repeat(&wg, stop, func() bool {
+		k := fmt.Sprintf("k%07d", rng.IntN(30000))
+		del := rng.IntN(3) == 0
+		v := []byte(fmt.Sprintf("w%d", writes.Load()))
+		err := b.Write(func(tx WriteTx) error {
 			if del {
-				delete(model, k)
-			} else {
-				model[k] = v
+				return tx.Delete(Key, []byte(k))
 			}
-			mu.Unlock()
-			writes.Add(1)
+			return tx.Put(Key, []byte(k), v)
+		})
+		if err != nil {
+			t.Error(err)
+			return false
 		}
-	}()
+		mu.Lock()
+		if del {
+			delete(model, k)
+		} else {
+			model[k] = v
+		}
+		mu.Unlock()
+		writes.Add(1)
+		return true
+	})
 	for range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				b.Read(func(tx ReadTx) { tx.ForEach(Key, []byte("k0010000"), func(_, _ []byte) bool { return false }) })
-			}
-		}()
+		repeat(&wg, stop, func() bool {
+			b.Read(func(tx ReadTx) { tx.ForEach(Key, []byte("k0010000"), func(_, _ []byte) bool { return false }) })
+			return true
+		})
 	}
 
 	st, err := b.Defrag(context.Background())
