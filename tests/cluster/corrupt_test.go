@@ -3,7 +3,6 @@ package cluster
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +51,7 @@ func TestCorruptMemberDetected(t *testing.T) {
 
 	bad := ms[2]
 	bad.Stop()
-	alterValue(t, filepath.Join(bad.DataDir, "member", "snap", "db"), "/k3")
+	alterValue(t, bad.DBFile(), "/k3")
 	bad.Start()
 	want := &pb.AlarmMember{MemberID: memberID(ml, bad.Name), Alarm: pb.AlarmType_CORRUPT}
 	if got := waitAlarm(ctx, t, c1); got.MemberID != want.MemberID || got.Alarm != want.Alarm {

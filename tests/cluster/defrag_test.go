@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -49,26 +48,17 @@ func TestDefragKilledMidway(t *testing.T) {
 	var acked []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			key := fmt.Sprintf("/acked/%06d", i)
-			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-			_, err := c.Put(pctx, key, "v")
-			pcancel()
-			if err == nil {
-				mu.Lock()
-				acked = append(acked, key)
-				mu.Unlock()
-			}
+	framework.Repeat(&wg, stop, func(i int) bool {
+		key := fmt.Sprintf("/acked/%06d", i)
+		pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer pcancel()
+		if _, err := c.Put(pctx, key, "v"); err == nil {
+			mu.Lock()
+			acked = append(acked, key)
+			mu.Unlock()
 		}
-	}()
+		return true
+	})
 
 	// The victim must have applied the fill before its defrag starts.
 	eventually(t, 30*time.Second, victim.Name+" has the fill", func() error {
@@ -78,7 +68,7 @@ func TestDefragKilledMidway(t *testing.T) {
 		}
 		return err
 	})
-	copyFile := filepath.Join(victim.DataDir, "member", "snap", "db.defrag")
+	copyFile := victim.DBFile() + ".defrag"
 	defragDone := make(chan error, 1)
 	go func() {
 		_, err := client(t, victim.Endpoint).Defragment(ctx, victim.Endpoint)

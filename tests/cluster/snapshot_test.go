@@ -82,22 +82,14 @@ func TestSnapshotUnderLoadRestoresNewCluster(t *testing.T) {
 		wg       sync.WaitGroup
 	)
 	stop := make(chan struct{})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := c.Put(ctx, fmt.Sprintf("/load/%d", i%500), value); err != nil {
-				writeErr = err
-				return
-			}
-			writes.Add(1)
+	framework.Repeat(&wg, stop, func(i int) bool {
+		if _, err := c.Put(ctx, fmt.Sprintf("/load/%d", i%500), value); err != nil {
+			writeErr = err
+			return false
 		}
-	}()
+		writes.Add(1)
+		return true
+	})
 	for writes.Load() < 50 {
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,9 +14,6 @@ import (
 
 	"github.com/kvd-io/kvd/tests/framework"
 )
-
-// dbFile is where a member started by the framework keeps its database.
-func dbFile(m *framework.Member) string { return filepath.Join(m.DataDir, "member", "snap", "db") }
 
 func fileSize(t *testing.T, path string) int64 {
 	t.Helper()
@@ -52,37 +48,22 @@ func (s *loadStats) record(start time.Time, err error) {
 // steadyLoad runs a writer and a reader against c until stop is closed.
 func steadyLoad(c *clientv3.Client, stop <-chan struct{}, writes, reads *loadStats) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			start := time.Now()
-			_, err := c.Put(ctx, fmt.Sprintf("/load/%06d", i), strings.Repeat("w", 100))
-			cancel()
-			writes.record(start, err)
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			start := time.Now()
-			_, err := c.Get(ctx, fmt.Sprintf("/fill/%05d", i%4000), clientv3.WithPrefix(), clientv3.WithLimit(10))
-			cancel()
-			reads.record(start, err)
-		}
-	}()
+	framework.Repeat(&wg, stop, func(i int) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := c.Put(ctx, fmt.Sprintf("/load/%06d", i), strings.Repeat("w", 100))
+		writes.record(start, err)
+		return true
+	})
+	framework.Repeat(&wg, stop, func(i int) bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := c.Get(ctx, fmt.Sprintf("/fill/%05d", i%4000), clientv3.WithPrefix(), clientv3.WithLimit(10))
+		reads.record(start, err)
+		return true
+	})
 	return &wg
 }
 
@@ -153,7 +134,7 @@ func TestDefragUnderLoad(t *testing.T) {
 	// The status's size is the committed file: wait for the batch holding
 	// the compaction to land.
 	time.Sleep(300 * time.Millisecond)
-	sizeBefore := fileSize(t, dbFile(m))
+	sizeBefore := fileSize(t, m.DBFile())
 
 	var writes, reads loadStats
 	stop := make(chan struct{})
@@ -168,7 +149,7 @@ func TestDefragUnderLoad(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	sizeAfter := fileSize(t, dbFile(m))
+	sizeAfter := fileSize(t, m.DBFile())
 	t.Logf("defrag took %v; file %d -> %d bytes; %d writes (%d during the defrag, longest %v), %d reads (longest %v)",
 		took, sizeBefore, sizeAfter, writes.ops.Load(), w1-w0, time.Duration(writes.longest.Load()),
 		reads.ops.Load(), time.Duration(reads.longest.Load()))
@@ -181,7 +162,7 @@ func TestDefragUnderLoad(t *testing.T) {
 	if sizeAfter >= sizeBefore/2 {
 		t.Fatalf("database file %d bytes after defrag, %d before", sizeAfter, sizeBefore)
 	}
-	if _, err := os.Stat(dbFile(m) + ".defrag"); !os.IsNotExist(err) {
+	if _, err := os.Stat(m.DBFile() + ".defrag"); !os.IsNotExist(err) {
 		t.Fatalf("defrag copy left behind: %v", err)
 	}
 	sameHash(ctx, t, c, m, rev, hashBefore.Hash)
