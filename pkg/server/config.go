@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kvd-io/kvd/pkg/server/auth"
+	"github.com/kvd-io/kvd/pkg/server/tlsinfo"
 )
 
 // Config is a member's configuration, one field per etcd flag of the same
@@ -99,6 +100,20 @@ type Config struct {
 	// it is logged as slow.
 	WarningApplyDuration time.Duration
 
+	// ClientTLS secures https:// client (and metrics) URLs, PeerTLS the
+	// https:// peer URLs, both ways. ClientAutoTLS and PeerAutoTLS make
+	// a self-signed pair in the data dir when no certificate is given,
+	// valid for SelfSignedCertValidity years. CipherSuites and the TLS
+	// versions apply to both sides (see tls.go).
+	ClientTLS              tlsinfo.Info
+	PeerTLS                tlsinfo.Info
+	ClientAutoTLS          bool
+	PeerAutoTLS            bool
+	SelfSignedCertValidity uint
+	CipherSuites           []string
+	TLSMinVersion          string
+	TLSMaxVersion          string
+
 	Logger *slog.Logger
 }
 
@@ -131,6 +146,8 @@ func Defaults() Config {
 		BackendBatchLimit:           10000,
 		Metrics:                     "basic",
 		WarningApplyDuration:        100 * time.Millisecond,
+		SelfSignedCertValidity:      1,
+		TLSMinVersion:               "TLS1.2",
 	}
 }
 
@@ -198,6 +215,9 @@ func (c *Config) Validate() error {
 		if err := checkURL(u); err != nil {
 			return fmt.Errorf("--listen-metrics-urls: %w", err)
 		}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
 		return errors.New("--max-request-bytes and --max-txn-ops must be positive")
