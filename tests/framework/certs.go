@@ -56,7 +56,7 @@ func NewCerts(t testing.TB) *Certs {
 	caTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kvd test CA"},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
@@ -230,4 +230,31 @@ func StartClusterTLS(t testing.TB, bin string, n int, c *Certs, extra ...string)
 		m.PeerURL = "https://" + m.PeerURL[len("http://"):]
 		m.TLS = c.ClientTLS(t)
 	})
+}
+
+// CRL writes a revocation list, signed by the CA, naming the certificate
+// in certFile, and returns its path.
+func (c *Certs) CRL(t testing.TB, certFile string) string {
+	t.Helper()
+	b, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(b)
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+		Number:                    big.NewInt(1),
+		ThisUpdate:                time.Now().Add(-time.Minute),
+		NextUpdate:                time.Now().Add(time.Hour),
+		RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: cert.SerialNumber, RevocationTime: time.Now()}},
+	}, c.caCert, c.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(c.dir, "crl-"+strconv.FormatInt(c.serial.Add(1), 10)+".pem")
+	writePEM(t, path, "X509 CRL", der)
+	return path
 }

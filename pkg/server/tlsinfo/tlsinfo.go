@@ -12,6 +12,7 @@ package tlsinfo
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -193,6 +194,10 @@ func checkCRL(path string, certs []*x509.Certificate) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read CRL file: %w", err)
+	}
+	// etcd reads DER; PEM, as openssl writes by default, is taken too.
+	if block, _ := pem.Decode(b); block != nil && block.Type == "X509 CRL" {
+		b = block.Bytes
 	}
 	list, err := x509.ParseRevocationList(b)
 	if err != nil {
