@@ -43,7 +43,9 @@ func countTLS(ctx context.Context, t *testing.T, certs *framework.Certs, m *fram
 // TLS: writes through each member are read through the others; a member
 // killed and restarted catches up, by a snapshot sent over TLS; a member
 // added through a follower (the change goes to the leader over the peer
-// URLs) joins by asking the others over TLS who is in the cluster.
+// URLs) joins by asking the others over TLS who is in the cluster. Lease
+// renewals through a follower and the initial corruption check also
+// travel between members, over TLS.
 func TestTLSClusterBasics(t *testing.T) {
 	certs := framework.NewCerts(t)
 	flags := []string{"--snapshot-count", "100", "--snapshot-catchup-entries", "10", "--log-level", "info"}
@@ -84,12 +86,28 @@ func TestTLSClusterBasics(t *testing.T) {
 			up = append(up, m)
 		}
 	}
+	// A follower passes lease renewals to the leader over the peer URLs.
+	fc := tlsClient(t, certs, down)
+	lease, err := fc.Grant(ctx, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ka, err := fc.KeepAliveOnce(ctx, lease.ID); err != nil || ka.TTL <= 0 {
+		t.Fatalf("renew a lease through a follower: %v %v", ka, err)
+	}
+
 	down.Kill()
 	c := tlsClient(t, certs, up...)
 	for i := range 250 {
 		putRetrying(ctx, t, c, fmt.Sprintf("after/%03d", i))
 	}
+	// Before it serves, it compares its hash with its peers', asked over
+	// the peer URLs.
+	down.Extra = append(down.Extra, "--feature-gates", "InitialCorruptCheck=true")
 	down.Start()
+	if log := down.Log(); !strings.Contains(log, "initial corruption check passed") || strings.Contains(log, "initial corruption check skips a peer") {
+		t.Fatalf("the restarted member did not compare hashes with both peers; log:\n%s", log)
+	}
 	eventually(t, 30*time.Second, "the restarted member catches up", func() error {
 		n, err := countTLS(ctx, t, certs, down, "after/")
 		if err == nil && n != 250 {
