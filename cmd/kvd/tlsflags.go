@@ -34,29 +34,46 @@ func addTLSFlags(fs *pflag.FlagSet) {
 	fs.String("tls-max-version", "", "Highest TLS version accepted: TLS1.2 or TLS1.3 (empty: Go's choice).")
 }
 
-// tlsConfigFrom fills the TLS part of cfg from the flags.
+// tlsConfigFrom fills the TLS part of cfg from the flags. A config file
+// may also hold each side's settings as etcd's does, under
+// client-transport-security and peer-transport-security (cert-file,
+// key-file, client-cert-file, client-key-file, client-cert-auth,
+// trusted-ca-file, auto-tls, allowed-cn); a flag wins over them.
 func tlsConfigFrom(v *viper.Viper, cfg *server.Config) {
+	str := func(flag, section, key string) string {
+		if s := v.GetString(flag); s != "" {
+			return s
+		}
+		return v.GetString(section + "." + key)
+	}
+	on := func(flag, section, key string) bool {
+		return v.GetBool(flag) || v.GetBool(section+"."+key)
+	}
+	const cs, ps = "client-transport-security", "peer-transport-security"
 	cfg.ClientTLS = tlsinfo.Info{
-		CertFile:       v.GetString("cert-file"),
-		KeyFile:        v.GetString("key-file"),
-		ClientCertFile: v.GetString("client-cert-file"),
-		ClientKeyFile:  v.GetString("client-key-file"),
-		TrustedCAFile:  v.GetString("trusted-ca-file"),
-		ClientCertAuth: v.GetBool("client-cert-auth"),
+		CertFile:       str("cert-file", cs, "cert-file"),
+		KeyFile:        str("key-file", cs, "key-file"),
+		ClientCertFile: str("client-cert-file", cs, "client-cert-file"),
+		ClientKeyFile:  str("client-key-file", cs, "client-key-file"),
+		TrustedCAFile:  str("trusted-ca-file", cs, "trusted-ca-file"),
+		ClientCertAuth: on("client-cert-auth", cs, "client-cert-auth"),
 		CRLFile:        v.GetString("client-crl-file"),
 	}
 	cfg.PeerTLS = tlsinfo.Info{
-		CertFile:       v.GetString("peer-cert-file"),
-		KeyFile:        v.GetString("peer-key-file"),
-		ClientCertFile: v.GetString("peer-client-cert-file"),
-		ClientKeyFile:  v.GetString("peer-client-key-file"),
-		TrustedCAFile:  v.GetString("peer-trusted-ca-file"),
-		ClientCertAuth: v.GetBool("peer-client-cert-auth"),
+		CertFile:       str("peer-cert-file", ps, "cert-file"),
+		KeyFile:        str("peer-key-file", ps, "key-file"),
+		ClientCertFile: str("peer-client-cert-file", ps, "client-cert-file"),
+		ClientKeyFile:  str("peer-client-key-file", ps, "client-key-file"),
+		TrustedCAFile:  str("peer-trusted-ca-file", ps, "trusted-ca-file"),
+		ClientCertAuth: on("peer-client-cert-auth", ps, "client-cert-auth"),
 		CRLFile:        v.GetString("peer-crl-file"),
 		AllowedCNs:     urlList(v, "peer-cert-allowed-cn"),
 	}
-	cfg.ClientAutoTLS = v.GetBool("auto-tls")
-	cfg.PeerAutoTLS = v.GetBool("peer-auto-tls")
+	if len(cfg.PeerTLS.AllowedCNs) == 0 {
+		cfg.PeerTLS.AllowedCNs = urlList(v, ps+".allowed-cn")
+	}
+	cfg.ClientAutoTLS = on("auto-tls", cs, "auto-tls")
+	cfg.PeerAutoTLS = on("peer-auto-tls", ps, "auto-tls")
 	cfg.SelfSignedCertValidity = v.GetUint("self-signed-cert-validity")
 	cfg.CipherSuites = urlList(v, "cipher-suites")
 	cfg.TLSMinVersion = v.GetString("tls-min-version")
