@@ -27,6 +27,7 @@ func addTLSFlags(fs *pflag.FlagSet) {
 	fs.String("peer-trusted-ca-file", "", "Path to the CA bundle that peers' certificates must be signed by.")
 	fs.Bool("peer-auto-tls", false, "Secure https:// peer URLs with a self-signed certificate generated in the data dir, when --peer-cert-file is not given.")
 	fs.String("peer-crl-file", "", "Path to a certificate revocation list; peer certificates it names are refused.")
+	fs.Bool("peer-skip-client-san-verification", false, "Do not check that a peer certificate's IP addresses or DNS names match the address its connection comes from.")
 	fs.StringSlice("peer-cert-allowed-cn", nil, "Comma-separated common names a peer's certificate must carry one of.")
 	fs.Uint("self-signed-cert-validity", d.SelfSignedCertValidity, "Years the certificates of --auto-tls and --peer-auto-tls are valid for.")
 	fs.StringSlice("cipher-suites", nil, "Comma-separated TLS cipher suites for client and peer traffic (empty: Go's choice).")
@@ -68,6 +69,7 @@ func tlsConfigFrom(v *viper.Viper, cfg *server.Config) {
 		ClientCertAuth: on("peer-client-cert-auth", ps, "client-cert-auth"),
 		CRLFile:        v.GetString("peer-crl-file"),
 		AllowedCNs:     urlList(v, "peer-cert-allowed-cn"),
+		CheckClientSAN: !on("peer-skip-client-san-verification", ps, "skip-client-san-verification"),
 	}
 	if len(cfg.PeerTLS.AllowedCNs) == 0 {
 		cfg.PeerTLS.AllowedCNs = urlList(v, ps+".allowed-cn")

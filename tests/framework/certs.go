@@ -80,8 +80,15 @@ func NewCerts(t testing.TB) *Certs {
 // its files.
 func (c *Certs) Leaf(t testing.TB, cn string, kind int) (certFile, keyFile string) {
 	t.Helper()
+	return c.LeafFor(t, cn, kind, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
+}
+
+// LeafFor is Leaf for the given IP addresses and DNS names (none for a
+// certificate that names no host).
+func (c *Certs) LeafFor(t testing.TB, cn string, kind int, ips []net.IP, dnsNames []string) (certFile, keyFile string) {
+	t.Helper()
 	serial := c.serial.Add(1)
-	der, keyDER := c.issue(t, cn, serial, kind)
+	der, keyDER := c.issue(t, cn, serial, kind, ips, dnsNames)
 	base := filepath.Join(c.dir, cn+"-"+strconv.FormatInt(serial, 10))
 	certFile, keyFile = base+".pem", base+"-key.pem"
 	writePEM(t, certFile, "CERTIFICATE", der)
@@ -96,7 +103,7 @@ func (c *Certs) Leaf(t testing.TB, cn string, kind int) (certFile, keyFile strin
 func (c *Certs) Renew(t testing.TB) int64 {
 	t.Helper()
 	serial := c.serial.Add(1)
-	der, keyDER := c.issue(t, "server", serial, ServerAuth)
+	der, keyDER := c.issue(t, "server", serial, ServerAuth, []net.IP{net.IPv4(127, 0, 0, 1)}, []string{"localhost"})
 	for _, f := range []struct {
 		path, kind string
 		der        []byte
@@ -109,7 +116,7 @@ func (c *Certs) Renew(t testing.TB) int64 {
 	return serial
 }
 
-func (c *Certs) issue(t testing.TB, cn string, serial int64, kind int) (der, keyDER []byte) {
+func (c *Certs) issue(t testing.TB, cn string, serial int64, kind int, ips []net.IP, dnsNames []string) (der, keyDER []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -124,7 +131,7 @@ func (c *Certs) issue(t testing.TB, cn string, serial int64, kind int) (der, key
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: usage,
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		IPAddresses: ips, DNSNames: dnsNames,
 	}
 	der, err = x509.CreateCertificate(rand.Reader, tmpl, c.caCert, &key.PublicKey, c.caKey)
 	if err != nil {

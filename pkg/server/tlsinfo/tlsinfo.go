@@ -36,8 +36,13 @@ type Info struct {
 	CRLFile string
 	// AllowedCNs, when not empty, are the only common names a caller's
 	// certificate may carry.
-	AllowedCNs   []string
-	CipherSuites []uint16
+	AllowedCNs []string
+	// CheckClientSAN refuses a caller's certificate whose IP addresses
+	// and DNS names, when it has any, do not match the address the
+	// connection comes from: etcd's check of peers, which
+	// --peer-skip-client-san-verification turns off.
+	CheckClientSAN bool
+	CipherSuites   []uint16
 	// MinVersion 0 means TLS 1.2; MaxVersion 0 lets Go choose.
 	MinVersion, MaxVersion uint16
 	// SelfSigned marks a pair made by SelfCert: nobody can verify it, so
@@ -81,6 +86,9 @@ func (i Info) ServerConfig() (*tls.Config, error) {
 	if i.CRLFile != "" {
 		crl := i.CRLFile
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error { return checkCRL(crl, cs.PeerCertificates) }
+	}
+	if i.CheckClientSAN {
+		withSANCheck(cfg)
 	}
 	return cfg, nil
 }

@@ -163,3 +163,75 @@ func TestSelfCertMadeOnceAndServes(t *testing.T) {
 		t.Fatal("a validity of 0 years was accepted")
 	}
 }
+
+// tcpHandshake is handshake over a real 127.0.0.1 connection, whose
+// remote address the SAN check needs.
+func tcpHandshake(t *testing.T, server, client *tls.Config) error {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	errc := make(chan error, 1)
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer conn.Close()
+		s := tls.Server(conn, server)
+		if err = s.Handshake(); err == nil {
+			_, err = s.Write([]byte{1})
+		}
+		errc <- err
+	}()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tls.Client(conn, client)
+	cerr := c.Handshake()
+	if cerr == nil {
+		_, cerr = c.Read(make([]byte, 1))
+	}
+	conn.Close()
+	if serr := <-errc; serr != nil {
+		return serr
+	}
+	return cerr
+}
+
+func TestPeerSANMustMatchRemoteAddress(t *testing.T) {
+	certs := framework.NewCerts(t)
+	elsewhere, elsewhereKey := certs.LeafFor(t, "elsewhere", framework.BothAuth, []net.IP{net.IPv4(10, 9, 9, 9)}, nil)
+	named, namedKey := certs.LeafFor(t, "named", framework.BothAuth, nil, []string{"localhost"})
+	bare, bareKey := certs.LeafFor(t, "bare", framework.BothAuth, nil, nil)
+	cases := []struct {
+		name      string
+		cert, key string
+		check     bool
+		ok        bool
+	}{
+		{"IP address matches", certs.PeerCert, certs.PeerKey, true, true},
+		{"DNS name resolves to the address", named, namedKey, true, true},
+		{"no host named", bare, bareKey, true, true},
+		{"IP address elsewhere", elsewhere, elsewhereKey, true, false},
+		{"IP address elsewhere, check skipped", elsewhere, elsewhereKey, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			server := Info{CertFile: certs.PeerCert, KeyFile: certs.PeerKey, TrustedCAFile: certs.CA, ClientCertAuth: true, CheckClientSAN: tc.check}
+			scfg, err := server.ServerConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ccfg := certs.TLSWith(t, tc.cert, tc.key)
+			ccfg.ServerName = "localhost"
+			if err := tcpHandshake(t, scfg, ccfg); (err == nil) != tc.ok {
+				t.Fatalf("handshake error %v, want success %v", err, tc.ok)
+			}
+		})
+	}
+}
