@@ -491,6 +491,7 @@ func (s *Server) stop() {
 		s.node.Stop()
 		s.transport.Stop()
 		s.wg.Wait()
+		s.tls.peerHTTP.CloseIdleConnections()
 		s.waits.failAll(errStopped)
 		s.closeStorage()
 	})
@@ -504,6 +505,9 @@ func (s *Server) Close() {
 	}
 	if s.transport != nil {
 		s.transport.Stop()
+	}
+	if s.tls.peerHTTP != nil {
+		s.tls.peerHTTP.CloseIdleConnections()
 	}
 	s.closeStorage()
 }

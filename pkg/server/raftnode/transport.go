@@ -239,6 +239,7 @@ func (t *HTTPTransport) Stop() {
 		t.mu.Unlock()
 	})
 	t.wg.Wait()
+	t.snapClient.CloseIdleConnections()
 }
 
 // probeInterval is how often an idle peer is checked for being reachable.
