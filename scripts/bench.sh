@@ -62,7 +62,14 @@
 # servers' own CPU time per request (utime+stime from /proc). METRICS sets
 # both systems' --metrics level (basic or extensive).
 #
+# The TLS scenarios (opt-in: SCENARIOS="... tls") run puts and ranges as the
+# put and range rows do, on clusters of their own whose client and peer URLs
+# are https, with client certificates required both ways (--client-cert-auth,
+# --peer-client-cert-auth), from a CA and certificates made with openssl for
+# the run; kvbench connects with --cacert --cert --key.
+#
 #   ROUNDS=3 TOTAL=20000 MEMBERS="1 3" SCENARIOS="put range watch lease auth" scripts/bench.sh
+#   MEMBERS=1 SCENARIOS=tls scripts/bench.sh
 #   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
 #   MEMBERS=1 SCENARIOS=metrics METRICS=extensive scripts/bench.sh
 set -euo pipefail
@@ -86,7 +93,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics or snapshot)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot | tls) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics, snapshot or tls)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -99,6 +106,12 @@ go build -o bin/ ./cmd/kvd ./cmd/kvbench ./cmd/kvctl
 work=$(mktemp -d)
 declare -A eps     # system -> comma-separated client endpoints of its running cluster
 declare -A running # system -> pids of its running cluster's members
+# With TLS on (the tls scenarios), clusters start with https URLs and these
+# flags, and health checks and kvbench present the client certificate.
+SCHEME=http
+TLS_FLAGS=()
+CURL_TLS=()
+BENCH_TLS=""
 
 # cleanup stops whatever is still running, however the script ends. Stopped
 # clusters have left running, so a pid the system may have reused since is
@@ -132,16 +145,16 @@ start_cluster() {
   local sys=$1 bin=$2 n=$3 i ports cluster="" list="" c p name
   read -r -a ports <<<"$(free_ports $((2 * n)))"
   for i in $(seq 0 $((n - 1))); do
-    cluster+="${cluster:+,}$sys$i=http://127.0.0.1:${ports[n + i]}"
+    cluster+="${cluster:+,}$sys$i=$SCHEME://127.0.0.1:${ports[n + i]}"
   done
   running[$sys]=""
   for i in $(seq 0 $((n - 1))); do
-    name=$sys$i c="http://127.0.0.1:${ports[i]}" p="http://127.0.0.1:${ports[n + i]}"
+    name=$sys$i c="$SCHEME://127.0.0.1:${ports[i]}" p="$SCHEME://127.0.0.1:${ports[n + i]}"
     "$bin" --name "$name" --data-dir "$work/$n/$name" \
       --listen-client-urls "$c" --advertise-client-urls "$c" \
       --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
       --initial-cluster "$cluster" --initial-cluster-state new \
-      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" >"$work/$n-$name.log" 2>&1 &
+      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" "${TLS_FLAGS[@]}" >"$work/$n-$name.log" 2>&1 &
     running[$sys]+=" $!"
     list+="${list:+,}127.0.0.1:${ports[i]}"
   done
@@ -153,7 +166,7 @@ start_cluster() {
 
 wait_healthy() { # name port log
   for _ in $(seq 150); do
-    if curl -fs --max-time 1 "http://127.0.0.1:$2/health" >/dev/null 2>&1; then return; fi
+    if curl -fs --max-time 1 "${CURL_TLS[@]}" "$SCHEME://127.0.0.1:$2/health" >/dev/null 2>&1; then return; fi
     sleep 0.1
   done
   echo "bench.sh: $1 did not become healthy; log:" >&2
@@ -181,6 +194,10 @@ all_scenarios() {
   echo "put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
   echo "range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
   echo "range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
+  # Run on clusters of their own, with TLS on (see run_tls).
+  echo "tls-put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
+  echo "tls-range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
+  echo "tls-range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
   # @PIDS@ becomes the measured system's member pids (see run_scenario).
   echo "metrics-put-noscrape|--conns 100 --clients 100 --server-pids @PIDS@ $put --total $TOTAL"
   echo "metrics-put-scrape1s|--conns 100 --clients 100 --server-pids @PIDS@ --scrape-interval 1s $put --total $TOTAL"
@@ -210,7 +227,7 @@ scenarios() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.* $1=\(-\{0,1\}[0-9.]*\).*/\1/p"; } # lease lateness may be < 0
 
-row() { printf '%-7s %-22s %-5s %12s %10s %10s\n' "$@"; }
+row() { printf '%-7s %-24s %-5s %12s %10s %10s\n' "$@"; }
 
 # run_scenario N NAME ARGS runs ROUNDS rounds against each system's running
 # cluster and prints their medians and the kvd/etcd ratios, a row for each
@@ -228,7 +245,7 @@ run_scenario() {
       rc=0
       pids=$(echo ${running[$sys]} | tr ' ' ',')
       # shellcheck disable=SC2086 # args is a list of words
-      res=$($BENCH --endpoints "${eps[$sys]}" ${args//@PIDS@/$pids} </dev/null 2>"$work/$n-$name.$sys.err") || rc=$?
+      res=$($BENCH --endpoints "${eps[$sys]}" $BENCH_TLS ${args//@PIDS@/$pids} </dev/null 2>"$work/$n-$name.$sys.err") || rc=$?
       case $rc in
         0)
           grep '^RESULT' <<<"$res" >>"$work/$n-$name.$sys"
@@ -262,7 +279,7 @@ report_part() {
   local -A rps p50 p99
   for sys in "${SYSTEMS[@]}"; do
     if [ -n "${unsupported[$sys]:-}" ]; then
-      printf '%-7s %-22s %-5s %s\n' "$n" "$row" "$sys" "${row%%-*} not supported (the server answered Unimplemented)"
+      printf '%-7s %-24s %-5s %s\n' "$n" "$row" "$sys" "${row%%-*} not supported (the server answered Unimplemented)"
       continue
     fi
     out=$work/$n-$row.$sys.part
@@ -284,7 +301,7 @@ report_part() {
   awk -v r1="${rps[kvd]}" -v r2="${rps[etcd]}" -v a1="${p50[kvd]}" -v a2="${p50[etcd]}" \
     -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$row" '
     function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
-    BEGIN { printf "%-7s %-22s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
+    BEGIN { printf "%-7s %-24s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
 }
 
 # enable_auth turns auth on in both running clusters, with AUTH_USER.
@@ -322,9 +339,45 @@ run_defrag() {
   done
 }
 
+# make_certs writes a CA, and a certificate for 127.0.0.1 good for serving
+# and for client authentication, signed by it, into $work/certs.
+make_certs() {
+  local d=$work/certs
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+    -subj "/CN=bench CA" -keyout "$d/ca-key.pem" -out "$d/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bench" \
+    -keyout "$d/key.pem" -out "$d/cert.csr" 2>/dev/null
+  openssl x509 -req -days 1 -in "$d/cert.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial -out "$d/cert.pem" \
+    -extfile <(printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n') 2>/dev/null
+}
+
+# run_tls runs the tls scenarios on clusters of each size with TLS on.
+run_tls() {
+  local d=$work/certs n list name args
+  make_certs
+  SCHEME=https
+  TLS_FLAGS=(--cert-file "$d/cert.pem" --key-file "$d/key.pem" --trusted-ca-file "$d/ca.pem" --client-cert-auth
+    --peer-cert-file "$d/cert.pem" --peer-key-file "$d/key.pem" --peer-trusted-ca-file "$d/ca.pem" --peer-client-cert-auth)
+  CURL_TLS=(--cacert "$d/ca.pem" --cert "$d/cert.pem" --key "$d/key.pem")
+  BENCH_TLS="--cacert $d/ca.pem --cert $d/cert.pem --key $d/key.pem"
+  for n in $MEMBERS; do
+    list=$(scenarios "$n" | grep '^tls-' || true)
+    [ -n "$list" ] || continue
+    rm -rf "${work:?}/$n"
+    start_cluster kvd "$KVD" "$n"
+    start_cluster etcd "$ETCD" "$n"
+    while IFS='|' read -r name args; do
+      run_scenario "$n" "$name" "$args"
+    done <<<"$list"
+    stop_cluster kvd
+    stop_cluster etcd
+  done
+}
+
 row members scenario server req/s p50_ms p99_ms
 for n in $MEMBERS; do
-  list=$(scenarios "$n")
+  list=$(scenarios "$n" | grep -v '^tls-' || true)
   [ -n "$list" ] || continue
   start_cluster kvd "$KVD" "$n"
   start_cluster etcd "$ETCD" "$n"
@@ -339,6 +392,7 @@ for n in $MEMBERS; do
   stop_cluster kvd
   stop_cluster etcd
 done
+case " $SCENARIOS " in *" tls "*) run_tls ;; esac
 case " $SCENARIOS " in *" defrag "*) run_defrag ;; esac
 
 case " $SCENARIOS " in

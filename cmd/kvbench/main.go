@@ -30,6 +30,8 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -43,6 +45,7 @@ import (
 	"github.com/spf13/cobra"
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -60,6 +63,9 @@ type options struct {
 	// processes whose CPU time the run reports per request.
 	scrapeInterval time.Duration
 	serverPIDs     []int
+	// cacert, cert and key, as etcdctl's flags, make every connection
+	// TLS (see tlsCreds).
+	cacert, cert, key string
 }
 
 func main() {
@@ -78,7 +84,15 @@ func newRoot(o *options) *cobra.Command {
 	root.PersistentFlags().StringVar(&o.user, "user", "", "authenticate as name:password once, and send the token with every call")
 	root.PersistentFlags().DurationVar(&o.scrapeInterval, "scrape-interval", 0, "put and range: fetch each endpoint's /metrics this often during the run, as a Prometheus scraper would (0: never)")
 	root.PersistentFlags().IntSliceVar(&o.serverPIDs, "server-pids", nil, "put and range: report the CPU time these server processes used over the run, per request (from /proc)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return o.login() }
+	root.PersistentFlags().StringVar(&o.cacert, "cacert", "", "connect over TLS, verifying servers with this CA bundle")
+	root.PersistentFlags().StringVar(&o.cert, "cert", "", "connect over TLS, presenting this client certificate")
+	root.PersistentFlags().StringVar(&o.key, "key", "", "the key of --cert")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := o.setTLS(); err != nil {
+			return err
+		}
+		return o.login()
+	}
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
 		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o))
 	return root
@@ -232,15 +246,49 @@ func (o *options) dial(ep string) (*grpc.ClientConn, error) { return dial(ep, o.
 // dial opens a connection to one endpoint (host:port, or an http:// URL),
 // whose calls carry token when it is not empty.
 func dial(ep, token string) (*grpc.ClientConn, error) {
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	creds := insecure.NewCredentials()
+	if tlsCreds != nil {
+		creds = tlsCreds
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(tokenCreds(token)))
 	}
-	c, err := grpc.NewClient(strings.TrimPrefix(ep, "http://"), opts...)
+	c, err := grpc.NewClient(strings.TrimPrefix(strings.TrimPrefix(ep, "http://"), "https://"), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", ep, err)
 	}
 	return c, nil
+}
+
+// tlsCreds, set once from the flags before any command runs, secures
+// every connection dial opens; nil means plain text.
+var tlsCreds credentials.TransportCredentials
+
+func (o *options) setTLS() error {
+	if o.cacert == "" && o.cert == "" && o.key == "" {
+		return nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if o.cert != "" || o.key != "" {
+		pair, err := tls.LoadX509KeyPair(o.cert, o.key)
+		if err != nil {
+			return fmt.Errorf("load --cert/--key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if o.cacert != "" {
+		b, err := os.ReadFile(o.cacert)
+		if err != nil {
+			return fmt.Errorf("read --cacert: %w", err)
+		}
+		cfg.RootCAs = x509.NewCertPool()
+		if !cfg.RootCAs.AppendCertsFromPEM(b) {
+			return fmt.Errorf("--cacert %s holds no PEM certificate", o.cacert)
+		}
+	}
+	tlsCreds = credentials.NewTLS(cfg)
+	return nil
 }
 
 // dialConns opens o.conns connections, connection i to endpoint i mod

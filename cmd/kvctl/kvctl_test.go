@@ -127,16 +127,20 @@ func TestAuthSameAsEtcdctl(t *testing.T) {
 
 var revisions = regexp.MustCompile(`(?m)(Revision" : |ModRevision" : |Version" : )\d+`)
 
-// TestTLSSameAsEtcdctl compares both CLIs against an etcd that serves
-// clients over TLS and requires client certificates.
+// TestTLSSameAsEtcdctl compares both CLIs against an etcd, and a kvd,
+// that serve clients over TLS and require client certificates.
 func TestTLSSameAsEtcdctl(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts an etcd with TLS; skipped with -short")
+		t.Skip("starts an etcd and a kvd with TLS; skipped with -short")
 	}
+	certs := framework.NewCerts(t)
+	t.Run("etcd", func(t *testing.T) { testTLSSameAsEtcdctl(t, certs, framework.StartEtcdTLS(t, certs)) })
+	t.Run("kvd", func(t *testing.T) { testTLSSameAsEtcdctl(t, certs, framework.StartKvdTLS(t, certs)) })
+}
+
+func testTLSSameAsEtcdctl(t *testing.T, certs *framework.Certs, m *framework.Member) {
 	etcdctl := framework.RequireBin(t, framework.EtcdctlBin())
 	kvctl := framework.BuildKvctl(t)
-	certs := framework.NewCerts(t)
-	m := framework.StartEtcdTLS(t, certs)
 	creds := []string{"--cacert", certs.CA, "--cert", certs.ClientCert, "--key", certs.ClientKey}
 	with := func(args ...string) framework.Step { return framework.Step{Args: append(args, creds...)} }
 	https := func(args ...string) framework.Step {

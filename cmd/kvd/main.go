@@ -103,6 +103,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.String("listen-metrics-urls", "", "List of plain http URLs to serve /metrics and the health endpoints on, apart from client traffic.")
 	fs.String("metrics", d.Metrics, "Level of detail of the exported metrics: 'basic', or 'extensive' to add the gRPC handling-time histograms.")
 	fs.Duration("warning-apply-duration", d.WarningApplyDuration, "Time an entry may take to apply before it is logged as slow.")
+	addTLSFlags(fs)
 	fs.String("config-file", "", "Path to a YAML file whose keys are flag names; flags given on the command line win.")
 	fs.Bool("version", false, "Print the version and exit.")
 }
@@ -182,6 +183,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = cfg.Name + ".kvd"
 	}
+	tlsConfigFrom(v, &cfg)
 	gates, err := parseFeatureGates(v.GetString("feature-gates"))
 	if err != nil {
 		return cfg, err

@@ -8,7 +8,9 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
 	"github.com/kvd-io/kvd/pkg/server/auth"
@@ -40,6 +42,11 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		// name; like etcd, take it bare or as a bearer token.
 		token = strings.TrimPrefix(ts[0], "Bearer ")
 	}
+	if token == "" && s.cfg.ClientTLS.ClientCertAuth && s.auth.Enabled() {
+		if user := certUser(ctx); user != "" {
+			return auth.WithInfo(ctx, auth.Info{User: user, Revision: s.auth.Revision()}), nil
+		}
+	}
 	info, err := s.auth.Identify(token)
 	if errors.Is(err, auth.ErrInvalidAuthToken) && s.caughtUp(ctx) {
 		// A simple token reaches every member through raft: one given
@@ -54,6 +61,30 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		return ctx, nil // nothing to carry: auth is off, or no token
 	}
 	return auth.WithInfo(ctx, info), nil
+}
+
+// certUser is, as in etcd, the common name of the verified client
+// certificate of a call without a token, when --client-cert-auth is on.
+// Calls relayed by the HTTP gateway come with the gateway's own
+// certificate, whose name is nobody's: they are refused a user.
+func certUser(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return ""
+	}
+	info, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok {
+		return ""
+	}
+	if len(metadata.ValueFromIncomingContext(ctx, "grpcgateway-accept")) > 0 {
+		return ""
+	}
+	for _, chain := range info.State.VerifiedChains {
+		if len(chain) > 0 {
+			return chain[0].Subject.CommonName
+		}
+	}
+	return ""
 }
 
 // caughtUp waits, at most a request's timeout (a stream's own context has

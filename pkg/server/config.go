@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvd-io/kvd/pkg/server/auth"
 	"github.com/kvd-io/kvd/pkg/server/compactor"
+	"github.com/kvd-io/kvd/pkg/server/tlsinfo"
 )
 
 // Config is a member's configuration, one field per etcd flag of the same
@@ -112,6 +113,20 @@ type Config struct {
 	AutoCompactionCheckInterval time.Duration
 	autoCompaction              time.Duration
 
+	// ClientTLS secures https:// client (and metrics) URLs, PeerTLS the
+	// https:// peer URLs, both ways. ClientAutoTLS and PeerAutoTLS make
+	// a self-signed pair in the data dir when no certificate is given,
+	// valid for SelfSignedCertValidity years. CipherSuites and the TLS
+	// versions apply to both sides (see tls.go).
+	ClientTLS              tlsinfo.Info
+	PeerTLS                tlsinfo.Info
+	ClientAutoTLS          bool
+	PeerAutoTLS            bool
+	SelfSignedCertValidity uint
+	CipherSuites           []string
+	TLSMinVersion          string
+	TLSMaxVersion          string
+
 	Logger *slog.Logger
 }
 
@@ -146,6 +161,8 @@ func Defaults() Config {
 		WarningApplyDuration:        100 * time.Millisecond,
 		AutoCompactionMode:          compactor.ModePeriodic,
 		AutoCompactionRetention:     "0",
+		SelfSignedCertValidity:      1,
+		TLSMinVersion:               "TLS1.2",
 	}
 }
 
@@ -213,6 +230,9 @@ func (c *Config) Validate() error {
 		if err := checkURL(u); err != nil {
 			return fmt.Errorf("--listen-metrics-urls: %w", err)
 		}
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if c.MaxRequestBytes == 0 || c.MaxTxnOps == 0 {
 		return errors.New("--max-request-bytes and --max-txn-ops must be positive")

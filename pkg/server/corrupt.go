@@ -82,7 +82,7 @@ type peerHash struct {
 // member in turn until one answers.
 func (s *Server) peerHashes(ctx context.Context, rev int64) []peerHash {
 	body, _ := json.Marshal(&pb.HashKVRequest{Revision: rev})
-	client := &http.Client{Timeout: s.requestTimeout()}
+	client := s.peerClient(s.requestTimeout())
 	var out []peerHash
 	for _, m := range s.cluster.Members() {
 		if m.ID == s.cluster.LocalID() || len(m.PeerURLs) == 0 {

@@ -113,7 +113,7 @@ func (s *Server) forwardChange(ctx context.Context, mc memberChange) (*pb.Member
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
 	var res changeResult
-	if _, err := askPeers(ctx, http.DefaultClient, http.MethodPost, leader.PeerURLs, changePath, body, &res); err != nil {
+	if _, err := askPeers(ctx, s.peerClient(0), http.MethodPost, leader.PeerURLs, changePath, body, &res); err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return nil, rpctypes.ErrGRPCTimeout
 		}

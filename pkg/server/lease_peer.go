@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
@@ -38,10 +37,6 @@ type leaseAnswer struct {
 	// that tells the follower to ask again.
 	Error string `json:"error,omitempty"`
 }
-
-// leasePeerClient keeps connections to the leader open: a keep-alive
-// stream on a follower sends one renewal after another.
-var leasePeerClient = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute}}
 
 func (s *Server) serveLease(w http.ResponseWriter, r *http.Request) {
 	var q leaseQuestion
@@ -86,7 +81,9 @@ func (s *Server) askLeaseLeader(ctx context.Context, peerURLs []string, q leaseQ
 		return leaseAnswer{}, err
 	}
 	var ans leaseAnswer
-	if _, err := askPeers(ctx, leasePeerClient, http.MethodPost, peerURLs, leasePath, body, &ans); err != nil {
+	// The peer transport keeps connections to the leader open: a
+	// keep-alive stream on a follower sends one renewal after another.
+	if _, err := askPeers(ctx, s.peerClient(0), http.MethodPost, peerURLs, leasePath, body, &ans); err != nil {
 		return leaseAnswer{}, fmt.Errorf("%w: %v", errNoLeaseLeader, err)
 	}
 	switch {

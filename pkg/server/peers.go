@@ -54,8 +54,7 @@ func (s *Server) peerHandler() http.Handler {
 // fetchCluster asks the members at peerURLs, in turn, for the cluster they
 // form: how a member started with --initial-cluster-state=existing learns
 // its own ID and the cluster's.
-func fetchCluster(ctx context.Context, peerURLs []string) (uint64, []*membership.Member, error) {
-	client := &http.Client{Timeout: 2 * time.Second}
+func fetchCluster(ctx context.Context, client *http.Client, peerURLs []string) (uint64, []*membership.Member, error) {
 	var info clusterInfo
 	u, err := askPeers(ctx, client, http.MethodGet, peerURLs, membersPath, nil, &info)
 	if err != nil {

@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,7 @@ type Server struct {
 	peerListeners    []net.Listener
 	metricsListeners []net.Listener
 	metrics          *metrics.Metrics
+	tls              tlsSetup
 	transport        *raftnode.HTTPTransport
 	// peers bootstraps raft on a member's first start.
 	peers []raft.Peer
@@ -96,6 +98,9 @@ func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.memberDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
 	}
+	if err := s.setupTLS(); err != nil {
+		return nil, err
+	}
 	if err := s.listen(); err != nil {
 		return nil, err
 	}
@@ -120,21 +125,28 @@ func NewContext(ctx context.Context, cfg Config) (_ *Server, err error) {
 
 func (s *Server) listen() error {
 	for _, raw := range s.cfg.ListenPeerURLs {
-		l, err := listenURL(raw)
+		l, err := listenURL(raw, s.tls.peerServer)
 		if err != nil {
 			return fmt.Errorf("peer %w", err)
 		}
 		s.peerListeners = append(s.peerListeners, l)
 	}
 	for _, raw := range s.cfg.ListenClientURLs {
-		l, err := listenURL(raw)
+		l, err := listenURL(raw, s.tls.client)
 		if err != nil {
 			return fmt.Errorf("client %w", err)
 		}
 		s.listeners = append(s.listeners, l)
 	}
 	for _, raw := range s.cfg.ListenMetricsURLs {
-		l, err := listenURL(raw)
+		// An https metrics URL serves plain HTTP/1.1 over the client
+		// certificate, as etcd's.
+		var cfg *tls.Config
+		if s.tls.client != nil {
+			cfg = s.tls.client.Clone()
+			cfg.GetConfigForClient, cfg.NextProtos = nil, nil
+		}
+		l, err := listenURL(raw, cfg)
 		if err != nil {
 			return fmt.Errorf("metrics %w", err)
 		}
@@ -143,17 +155,24 @@ func (s *Server) listen() error {
 	return nil
 }
 
-func listenURL(raw string) (net.Listener, error) {
+// listenURL listens on raw's host; an https URL's connections are TLS
+// with cfg, which setupTLS has made sure exists. Handshakes happen on
+// the connections' first reads, off the accept loop.
+func listenURL(raw string, cfg *tls.Config) (net.Listener, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("parse listen URL %q: %w", raw, err)
 	}
-	if u.Scheme == "https" {
-		return nil, fmt.Errorf("listen URL %q: TLS is not supported yet", raw)
-	}
 	l, err := net.Listen("tcp", u.Host)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", raw, err)
+	}
+	if u.Scheme == "https" {
+		if cfg == nil {
+			l.Close()
+			return nil, fmt.Errorf("listen URL %q: no TLS certificate configured", raw)
+		}
+		return tls.NewListener(l, cfg), nil
 	}
 	return l, nil
 }
@@ -268,6 +287,7 @@ func (s *Server) openCluster(boot *bootstrap) error {
 	s.cluster = membership.NewCluster(boot.clusterID, boot.localID, listed)
 	s.ids.init(boot.localID)
 	s.transport = raftnode.NewHTTPTransport(boot.clusterID, boot.localID, s.cfg.snapDir(), s.lg)
+	s.transport.SetTLS(s.tls.peerClient)
 	s.transport.SetNode(s.node)
 	s.transport.SetSnapshotSource(dbSnapshots{s.be})
 	s.transport.OnRemoved(func() { s.fail(errMemberRemoved) })
@@ -342,7 +362,7 @@ func (s *Server) joinCluster(ctx context.Context, boot *bootstrap, initial []*me
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	clusterID, members, err := fetchCluster(ctx, others)
+	clusterID, members, err := fetchCluster(ctx, s.peerClient(2*time.Second), others)
 	if err != nil {
 		return fmt.Errorf("join existing cluster: %w", err)
 	}
@@ -481,6 +501,7 @@ func (s *Server) stop() {
 		s.node.Stop()
 		s.transport.Stop()
 		s.wg.Wait()
+		s.tls.peerHTTP.CloseIdleConnections()
 		s.waits.failAll(errStopped)
 		s.closeStorage()
 	})
@@ -494,6 +515,9 @@ func (s *Server) Close() {
 	}
 	if s.transport != nil {
 		s.transport.Stop()
+	}
+	if s.tls.peerHTTP != nil {
+		s.tls.peerHTTP.CloseIdleConnections()
 	}
 	s.closeStorage()
 }

@@ -456,10 +456,20 @@ func StartKvdClusterBehindProxies(t testing.TB, n int, extra ...string) ([]*Memb
 
 func startCluster(t testing.TB, bin string, n int, proxies []*Proxy, extra []string) []*Member {
 	t.Helper()
+	return startClusterWith(t, bin, n, proxies, extra, nil)
+}
+
+// startClusterWith is startCluster whose prep, when not nil, readies each
+// member (its URLs, its TLS) before the cluster is named.
+func startClusterWith(t testing.TB, bin string, n int, proxies []*Proxy, extra []string, prep func(*Member)) []*Member {
+	t.Helper()
 	ms := make([]*Member, n)
 	cluster := ""
 	for i := range ms {
 		ms[i] = NewMemberAt(t, bin, fmt.Sprintf("m%d", i+1), PickPort(t), PickPort(t), extra...)
+		if prep != nil {
+			prep(ms[i])
+		}
 		if proxies != nil {
 			proxies[i] = StartProxy(t, strings.TrimPrefix(ms[i].PeerURL, "http://"))
 			ms[i].AdvertisePeerURL = "http://" + proxies[i].Addr()

@@ -75,6 +75,7 @@ func NewGRPC(cfg Config) *grpc.Server {
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverhead),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),
+		grpc.Creds(connCreds{}), // TLS, if any, is the listener's (tls.go)
 	}
 	if cfg.Calls != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(cfg.Calls.UnaryInterceptor), grpc.ChainStreamInterceptor(cfg.Calls.StreamInterceptor))

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -99,12 +100,18 @@ func (t *HTTPTransport) dialURL(raw string) (*stream, error) {
 	if err != nil {
 		return nil, err
 	}
-	if u.Scheme != "http" {
-		return nil, fmt.Errorf("peer URL %s: only http is supported", raw)
-	}
 	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
 	defer cancel()
-	conn, err := (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	var conn net.Conn
+	switch u.Scheme {
+	case "http":
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", u.Host)
+	case "https":
+		// The handshake is part of the dial, and so of its timeout.
+		conn, err = (&tls.Dialer{Config: t.tlsConfig}).DialContext(ctx, "tcp", u.Host)
+	default:
+		return nil, fmt.Errorf("peer URL %s: want http or https", raw)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -47,6 +48,8 @@ type HTTPTransport struct {
 	// stream, and a stopped transport cancels it instead.
 	snapClient *http.Client
 	snapDir    string
+	// tlsConfig secures streams to https:// peer URLs.
+	tlsConfig *tls.Config
 
 	mu      sync.Mutex
 	peers   map[uint64]*peer
@@ -111,6 +114,15 @@ func NewHTTPTransport(clusterID, localID uint64, snapDir string, lg *slog.Logger
 		cancel:     cancel,
 		stopc:      make(chan struct{}),
 	}
+}
+
+// SetTLS names the TLS configuration of connections to https:// peer
+// URLs (the member's peer certificate and trusted CA); call it before
+// AddPeer. Without it, https peers are verified against the system's
+// roots and no client certificate is shown.
+func (t *HTTPTransport) SetTLS(cfg *tls.Config) {
+	t.tlsConfig = cfg
+	t.snapClient = &http.Client{Transport: &http.Transport{TLSClientConfig: cfg, TLSHandshakeTimeout: dialTimeout}}
 }
 
 // SetNode names the raft node that receives messages and delivery reports.
@@ -227,6 +239,7 @@ func (t *HTTPTransport) Stop() {
 		t.mu.Unlock()
 	})
 	t.wg.Wait()
+	t.snapClient.CloseIdleConnections()
 }
 
 // probeInterval is how often an idle peer is checked for being reachable.
