@@ -123,9 +123,16 @@ func masked(v any, mask []string) any {
 	case map[string]any:
 		out := make(map[string]any, len(x))
 		for k, e := range x {
-			if slices.Contains(mask, k) {
+			switch {
+			case slices.Contains(mask, k):
 				out[k] = "<masked>"
-			} else {
+			case k == "members" && slices.Contains(mask, "ID"):
+				// Listed by member ID, which is random: with the IDs
+				// masked, the order is compared as a set.
+				ms, _ := masked(e, mask).([]any)
+				slices.SortFunc(ms, func(a, b any) int { return strings.Compare(canon(a), canon(b)) })
+				out[k] = ms
+			default:
 				out[k] = masked(e, mask)
 			}
 		}
