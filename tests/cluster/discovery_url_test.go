@@ -136,19 +136,21 @@ func TestDiscoveryURLBootstrap(t *testing.T) {
 	}
 }
 
-// TestDiscoveryURLLeaderLoss: the serving cluster's leader is killed
-// while two members wait for the third; the tokens live in the serving
-// cluster's replicated key space, so the member whose URL they use
-// answers the same after the election, and the bootstrap completes.
+// TestDiscoveryURLLeaderLoss: the token is made on the serving cluster's
+// leader, which is killed while two members wait for the third. The
+// members reach the service through a proxy that then turns to another
+// serving member: the token lives in the cluster's replicated key space,
+// so that member answers the same, every surviving member does, and the
+// bootstrap completes.
 func TestDiscoveryURLLeaderLoss(t *testing.T) {
 	serving := framework.StartKvdCluster(t, 3, "--enable-discovery-service")
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	leader := leaderOf(ctx, t, serving)
-	host := serving[(leader+1)%3]
-	url := newDiscoveryURL(t, host, 3)
+	proxy := framework.StartHTTPProxy(t, serving[leader].Endpoint)
+	url := newDiscoveryURL(t, serving[leader], 3)
 
-	ms := framework.NewKvdDiscoveryMembers(t, 3, "--discovery", url)
+	ms := framework.NewKvdDiscoveryMembers(t, 3, "--discovery", url, "--discovery-proxy", proxy.Addr())
 	for _, m := range ms[:2] {
 		m.Launch()
 		t.Cleanup(m.Stop)
@@ -160,12 +162,19 @@ func TestDiscoveryURLLeaderLoss(t *testing.T) {
 		return nil
 	})
 	serving[leader].Kill()
+	survivors := slices.Delete(slices.Clone(serving), leader, leader+1)
+	proxy.SetTarget(survivors[0].Endpoint)
 	ms[2].Launch()
 	t.Cleanup(ms[2].Stop)
 	for _, m := range ms {
 		m.WaitHealthy(60 * time.Second)
 	}
 	checkDiscoveredCluster(ctx, t, ms, url)
+	token := strings.TrimPrefix(url, serving[leader].ClientURL())
+	first := registered(t, survivors[0].ClientURL()+token)
+	if second := registered(t, survivors[1].ClientURL()+token); len(first) != 3 || !slices.Equal(first, second) {
+		t.Fatalf("the surviving members answer %v and %v", first, second)
+	}
 }
 
 // TestDiscoveryURLEtcd35: members of a real etcd v3.5, the last release

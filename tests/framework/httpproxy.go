@@ -15,18 +15,20 @@ import (
 type HTTPProxy struct {
 	srv      *httptest.Server
 	requests atomic.Int64
+	target   atomic.Pointer[string]
 }
 
 // StartHTTPProxy starts a proxy that forwards every request to target.
 func StartHTTPProxy(t testing.TB, target string) *HTTPProxy {
 	t.Helper()
 	p := &HTTPProxy{}
+	p.SetTarget(target)
 	tr := &http.Transport{}
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.requests.Add(1)
 		out := r.Clone(r.Context())
 		out.RequestURI = ""
-		out.URL.Scheme, out.URL.Host = "http", target
+		out.URL.Scheme, out.URL.Host = "http", *p.target.Load()
 		resp, err := tr.RoundTrip(out)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
@@ -42,6 +44,9 @@ func StartHTTPProxy(t testing.TB, target string) *HTTPProxy {
 	t.Cleanup(func() { p.srv.Close(); tr.CloseIdleConnections() })
 	return p
 }
+
+// SetTarget sends the requests from now on to target (host:port).
+func (p *HTTPProxy) SetTarget(target string) { p.target.Store(&target) }
 
 // Addr is the proxy's host:port.
 func (p *HTTPProxy) Addr() string { return p.srv.Listener.Addr().String() }
