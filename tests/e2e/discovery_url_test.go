@@ -277,3 +277,30 @@ func TestDiscoveryURLProxy(t *testing.T) {
 		t.Fatalf("member list: %v %v", resp, err)
 	}
 }
+
+// TestDiscoveryServiceWithAuth: with auth enabled on the serving
+// cluster, the service still hands out tokens and takes registrations
+// from members that have no credentials, and a member bootstraps.
+func TestDiscoveryServiceWithAuth(t *testing.T) {
+	disc := framework.StartKvd(t, "--enable-discovery-service")
+	ctx := t.Context()
+	c := newClient(t, disc.Endpoint)
+	for _, step := range []func() error{
+		func() error { _, err := c.UserAdd(ctx, "root", "rootpw"); return err },
+		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := newToken(t, disc, "1")
+	if a.status != http.StatusOK {
+		t.Fatalf("/new with auth enabled: %d %s", a.status, a.body)
+	}
+	m := framework.NewKvdDiscoveryMembers(t, 1, "--discovery", a.body)[0]
+	m.Launch()
+	t.Cleanup(m.Stop)
+	m.WaitHealthy(30 * time.Second)
+}
