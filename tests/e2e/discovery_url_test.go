@@ -304,3 +304,26 @@ func TestDiscoveryServiceWithAuth(t *testing.T) {
 	t.Cleanup(m.Stop)
 	m.WaitHealthy(30 * time.Second)
 }
+
+// TestKvctlDiscoveryNew: `kvctl discovery new --size N` prints a URL of
+// a token of that size; a size below one is refused before anything is
+// asked; a kvd without the service says so.
+func TestKvctlDiscoveryNew(t *testing.T) {
+	kvctl := framework.BuildKvctl(t)
+	disc := framework.StartKvd(t, "--enable-discovery-service")
+	out, errOut, code := framework.RunCLI(t, kvctl, disc.Endpoint, "discovery", "new", "--size", "2")
+	u := strings.TrimSpace(out)
+	if code != 0 || !strings.HasPrefix(u, disc.ClientURL()+"/discovery/") {
+		t.Fatalf("discovery new: %d %q %q", code, out, errOut)
+	}
+	if got := jsonOf(t, discoveryRequest(t, http.MethodGet, u+"/_config/size", nil)); got["node"].(map[string]any)["value"] != "2" {
+		t.Fatalf("size of the new token: %v", got)
+	}
+	if _, errOut, code := framework.RunCLI(t, kvctl, disc.Endpoint, "discovery", "new", "--size", "0"); code != 128 || !strings.Contains(errOut, "--size must be a positive whole number") {
+		t.Fatalf("--size 0: %d %q", code, errOut)
+	}
+	plain := framework.StartKvd(t)
+	if _, errOut, code := framework.RunCLI(t, kvctl, plain.Endpoint, "discovery", "new"); code != 1 || !strings.Contains(errOut, "--enable-discovery-service") {
+		t.Fatalf("without the service: %d %q", code, errOut)
+	}
+}
