@@ -212,3 +212,35 @@ func TestDiscoveryURLEtcd35(t *testing.T) {
 		t.Fatalf("registrations after the fourth: %v", got)
 	}
 }
+
+// TestDiscoveryURLRegisterAgain: a member killed while it waits for the
+// others, and started again with the same URL, finds its own
+// registration and goes on waiting instead of failing or registering
+// twice; the cluster then forms as usual.
+func TestDiscoveryURLRegisterAgain(t *testing.T) {
+	disc := framework.StartKvd(t, "--enable-discovery-service")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	url := newDiscoveryURL(t, disc, 2)
+	ms := framework.NewKvdDiscoveryMembers(t, 2, "--discovery", url)
+	ms[0].Launch()
+	t.Cleanup(ms[0].Stop)
+	eventually(t, 30*time.Second, "the first registration", func() error {
+		if got := registered(t, url); len(got) != 1 {
+			return fmt.Errorf("registered: %v", got)
+		}
+		return nil
+	})
+	ms[0].Kill()
+	ms[0].WaitExit(10 * time.Second)
+	ms[0].Launch()
+	ms[1].Launch()
+	t.Cleanup(ms[1].Stop)
+	for _, m := range ms {
+		m.WaitHealthy(60 * time.Second)
+	}
+	checkDiscoveredCluster(ctx, t, ms, url)
+	if got := registered(t, url); len(got) != 2 {
+		t.Fatalf("registrations: %v", got)
+	}
+}
