@@ -10,10 +10,16 @@ ETCD      := $(TOOLS_DIR)/etcd
 ETCDCTL   := $(TOOLS_DIR)/etcdctl
 ETCDUTL   := $(TOOLS_DIR)/etcdutl
 DATA_DIR  ?= default.kvd
+# etcd v3.5, the last release whose members bootstrap from a discovery URL
+# (--discovery), for the tests of kvd's discovery service; built from its
+# own module (tools/etcd35) into a cache folder keyed by that go.sum.
+ETCD35_DIR ?= $(HOME)/.cache/kvd-tools/etcd35-$(shell sha256sum tools/etcd35/go.sum 2>/dev/null | cut -c1-12)
+ETCD35     := $(ETCD35_DIR)/etcd
 
 export KVD_ETCD_BIN    := $(ETCD)
 export KVD_ETCDCTL_BIN := $(ETCDCTL)
 export KVD_ETCDUTL_BIN := $(ETCDUTL)
+export KVD_ETCD35_BIN  := $(ETCD35)
 
 # Packages with concurrency run under the race detector in `make test`.
 RACE_PKGS := ./pkg/server/... ./pkg/client/...
@@ -31,11 +37,15 @@ run: build
 cluster:
 	./scripts/cluster.sh start
 
-tools: $(ETCD) $(ETCDCTL) $(ETCDUTL)
+tools: $(ETCD) $(ETCDCTL) $(ETCDUTL) $(ETCD35)
 
 $(ETCD) $(ETCDCTL) $(ETCDUTL): tools/etcdref/go.mod tools/etcdref/go.sum
 	mkdir -p $(TOOLS_DIR)
 	cd tools/etcdref && $(GO) build -o $(TOOLS_DIR)/ ./etcd ./etcdctl ./etcdutl
+
+$(ETCD35): tools/etcd35/go.mod tools/etcd35/go.sum
+	mkdir -p $(ETCD35_DIR)
+	cd tools/etcd35 && $(GO) build -o $(ETCD35_DIR)/ ./etcd
 
 test: build tools lint unit e2e
 

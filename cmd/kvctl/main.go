@@ -101,7 +101,7 @@ func newRoot(g *globals) *cobra.Command {
 		newLockCommand(g), newElectCommand(g),
 		newUserCommand(g), newRoleCommand(g), newAuthCommand(g),
 		newMemberCommand(g), newEndpointCommand(g), newMoveLeaderCommand(g), newDefragCommand(g), newAlarmCommand(g),
-		newSnapshotCommand(g),
+		newSnapshotCommand(g), newDiscoveryCommand(g),
 		newCheckCommand(g), newMakeMirrorCommand(g), newVersionCommand(g), newOptionsCommand(g, root),
 	)
 	hideGlobalFlags(root)

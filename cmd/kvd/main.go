@@ -73,6 +73,11 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.String("discovery-token", "", "Discovery token naming the new cluster on the v3 discovery service.")
 	fs.Duration("discovery-dial-timeout", d.DiscoveryDialTimeout, "Dial timeout for v3 discovery.")
 	fs.Duration("discovery-request-timeout", d.DiscoveryRequestTimeout, "Timeout of each request to the v3 discovery service.")
+	fs.String("discovery", "", "Discovery URL used to bootstrap a new cluster (as handed out by a discovery service's /new?size=N).")
+	fs.String("discovery-proxy", "", "HTTP proxy to reach the --discovery URL through.")
+	fs.String("discovery-fallback", d.DiscoveryFallback, "What a member does when discovery fails: 'exit' (kvd has no proxy mode).")
+	fs.Bool("enable-discovery-service", false, "kvd only: serve discovery URLs on the client URLs (GET /new?size=N), kept in this cluster's key space.")
+	fs.Duration("discovery-token-ttl", d.DiscoveryTokenTTL, "kvd only: how long a token of the discovery service, and its registrations, live.")
 	fs.String("discovery-dns-server", "", "kvd only: host:port of the DNS server that --discovery-srv look-ups go to, instead of the system's resolver.")
 	fs.Uint64("snapshot-count", d.SnapshotCount, "Number of applied raft entries between two snapshots of the raft log.")
 	fs.Uint64("snapshot-catchup-entries", d.SnapshotCatchUpEntries, "Number of raft entries kept after a snapshot so a slow follower can catch up without the whole database.")
@@ -117,6 +122,13 @@ func bindConfig(v *viper.Viper, fs *pflag.FlagSet) error {
 	v.SetEnvPrefix("KVD")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
+	// etcd's own variables for the discovery URL, which guides still set,
+	// count as well, after kvd's.
+	for key, env := range map[string]string{"discovery": "ETCD_DISCOVERY", "discovery-proxy": "ETCD_DISCOVERY_PROXY"} {
+		if err := v.BindEnv(key, "KVD_"+strings.ToUpper(strings.ReplaceAll(key, "-", "_")), env); err != nil {
+			return fmt.Errorf("bind %s: %w", env, err)
+		}
+	}
 	if path := v.GetString("config-file"); path != "" {
 		v.SetConfigFile(path)
 		v.SetConfigType("yaml")
@@ -153,6 +165,11 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		DiscoveryDialTimeout:        v.GetDuration("discovery-dial-timeout"),
 		DiscoveryRequestTimeout:     v.GetDuration("discovery-request-timeout"),
 		DiscoveryDNSServer:          v.GetString("discovery-dns-server"),
+		Discovery:                   v.GetString("discovery"),
+		DiscoveryProxy:              v.GetString("discovery-proxy"),
+		DiscoveryFallback:           v.GetString("discovery-fallback"),
+		EnableDiscoveryService:      v.GetBool("enable-discovery-service"),
+		DiscoveryTokenTTL:           v.GetDuration("discovery-token-ttl"),
 		SnapshotCount:               v.GetUint64("snapshot-count"),
 		SnapshotCatchUpEntries:      v.GetUint64("snapshot-catchup-entries"),
 		StrictReconfigCheck:         v.GetBool("strict-reconfig-check"),

@@ -59,6 +59,31 @@ func TestDiscoveryFlags(t *testing.T) {
 	}
 }
 
+// TestDiscoveryURLEnv: the discovery URL comes from KVD_DISCOVERY or, as
+// etcd's guides set it, ETCD_DISCOVERY; kvd's variable and then the flag
+// win over etcd's.
+func TestDiscoveryURLEnv(t *testing.T) {
+	t.Setenv("ETCD_DISCOVERY", "http://127.0.0.1:1/discovery/etcd")
+	if got := parse(t).Discovery; got != "http://127.0.0.1:1/discovery/etcd" {
+		t.Fatalf("ETCD_DISCOVERY: %q", got)
+	}
+	t.Setenv("ETCD_DISCOVERY_PROXY", "127.0.0.1:3128")
+	if got := parse(t).DiscoveryProxy; got != "127.0.0.1:3128" {
+		t.Fatalf("ETCD_DISCOVERY_PROXY: %q", got)
+	}
+	t.Setenv("KVD_DISCOVERY", "http://127.0.0.1:1/discovery/kvd")
+	if got := parse(t).Discovery; got != "http://127.0.0.1:1/discovery/kvd" {
+		t.Fatalf("KVD_DISCOVERY: %q", got)
+	}
+	if got := parse(t, "--discovery", "http://127.0.0.1:1/discovery/flag").Discovery; got != "http://127.0.0.1:1/discovery/flag" {
+		t.Fatalf("--discovery: %q", got)
+	}
+	cfg := parse(t, "--enable-discovery-service")
+	if !cfg.EnableDiscoveryService || cfg.DiscoveryTokenTTL != 24*time.Hour {
+		t.Fatalf("service flags: %v %v", cfg.EnableDiscoveryService, cfg.DiscoveryTokenTTL)
+	}
+}
+
 func TestDiscoveryValidation(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -75,6 +100,15 @@ func TestDiscoveryValidation(t *testing.T) {
 		{name: "endpoints without token", args: []string{"--discovery-endpoints", "127.0.0.1:1"}, wantErr: "--discovery-token must be set"},
 		{name: "token without endpoints", args: []string{"--discovery-token", "t"}, wantErr: "needs --discovery-endpoints"},
 		{name: "srv name without srv", args: []string{"--discovery-srv-name", "x"}, wantErr: "needs --discovery-srv"},
+		{name: "url leaves the cluster to discovery", args: []string{"--discovery", "http://127.0.0.1:1/discovery/tok"}},
+		{name: "initial cluster with url", args: []string{"--initial-cluster", "default=http://localhost:2380", "--discovery", "http://127.0.0.1:1/discovery/tok"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "url with srv", args: []string{"--discovery", "http://127.0.0.1:1/discovery/tok", "--discovery-srv", "example.test"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "url with endpoints", args: []string{"--discovery", "http://127.0.0.1:1/discovery/tok", "--discovery-endpoints", "127.0.0.1:1", "--discovery-token", "t"}, wantErr: "multiple discovery or bootstrap flags"},
+		{name: "url without token", args: []string{"--discovery", "http://127.0.0.1:1/"}, wantErr: "names no token"},
+		{name: "url not http", args: []string{"--discovery", "ftp://127.0.0.1:1/tok"}, wantErr: "want http(s)://host/token"},
+		{name: "proxy without url", args: []string{"--discovery-proxy", "127.0.0.1:3128"}, wantErr: "--discovery-proxy needs --discovery"},
+		{name: "fallback proxy", args: []string{"--discovery", "http://127.0.0.1:1/t", "--discovery-fallback", "proxy"}, wantErr: "kvd has no proxy mode"},
+		{name: "service ttl too short", args: []string{"--enable-discovery-service", "--discovery-token-ttl", "10ms"}, wantErr: "--discovery-token-ttl", cluster: "default=http://localhost:2380"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/kvd-io/kvd/pkg/server/discovery"
 	"github.com/kvd-io/kvd/pkg/server/membership"
@@ -12,12 +13,12 @@ import (
 
 // errConflictingBootstrap is etcd's refusal of more than one way to
 // bootstrap, in kvd's flag set.
-var errConflictingBootstrap = errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery-endpoints" or "discovery-srv"`)
+var errConflictingBootstrap = errors.New(`multiple discovery or bootstrap flags are set. Choose one of "initial-cluster", "discovery", "discovery-endpoints" or "discovery-srv"`)
 
 // usesDiscovery reports whether a new member finds its cluster through
 // discovery rather than --initial-cluster.
 func (c *Config) usesDiscovery() bool {
-	return c.DiscoverySRV != "" || len(c.DiscoveryEndpoints) > 0
+	return c.DiscoverySRV != "" || len(c.DiscoveryEndpoints) > 0 || c.Discovery != ""
 }
 
 // validateDiscovery checks the discovery flags, which must come alone:
@@ -25,7 +26,7 @@ func (c *Config) usesDiscovery() bool {
 // kinds of discovery, is refused.
 func (c *Config) validateDiscovery() error {
 	ways := 0
-	for _, set := range []bool{c.InitialCluster != "", c.DiscoverySRV != "", len(c.DiscoveryEndpoints) > 0} {
+	for _, set := range []bool{c.InitialCluster != "", c.DiscoverySRV != "", len(c.DiscoveryEndpoints) > 0, c.Discovery != ""} {
 		if set {
 			ways++
 		}
@@ -44,6 +45,30 @@ func (c *Config) validateDiscovery() error {
 	}
 	if c.DiscoveryDialTimeout < 0 || c.DiscoveryRequestTimeout < 0 {
 		return errors.New("--discovery-dial-timeout and --discovery-request-timeout must not be negative")
+	}
+	return c.validateDiscoveryURL()
+}
+
+// validateDiscoveryURL checks --discovery and the flags that go with it,
+// and those of the discovery service.
+func (c *Config) validateDiscoveryURL() error {
+	if c.Discovery != "" {
+		if _, err := discovery.ParseURL(c.Discovery); err != nil {
+			return fmt.Errorf("--discovery: %w", err)
+		}
+	}
+	if c.DiscoveryProxy != "" && c.Discovery == "" {
+		return errors.New("--discovery-proxy needs --discovery")
+	}
+	switch c.DiscoveryFallback {
+	case "", "exit":
+	case "proxy":
+		return errors.New(`--discovery-fallback=proxy: kvd has no proxy mode; a member whose discovery fails exits ("exit")`)
+	default:
+		return fmt.Errorf("--discovery-fallback %q: want 'exit'", c.DiscoveryFallback)
+	}
+	if c.EnableDiscoveryService && c.DiscoveryTokenTTL < time.Second {
+		return fmt.Errorf("--discovery-token-ttl %v: want at least a second", c.DiscoveryTokenTTL)
 	}
 	return nil
 }
@@ -92,7 +117,35 @@ func (c *Config) resolveInitialCluster(ctx context.Context) error {
 		c.Logger.Info("initial cluster from v3 discovery", "token", c.DiscoveryToken, "initial-cluster", s)
 		c.InitialCluster = s
 		c.InitialClusterToken = c.DiscoveryToken
+	case c.Discovery != "":
+		return c.joinDiscoveryURL(ctx)
 	}
+	return nil
+}
+
+// joinDiscoveryURL bootstraps from --discovery. As in etcd, the URL is
+// also the cluster token, so member and cluster IDs come out as an etcd
+// member started with the same flags would compute them.
+func (c *Config) joinDiscoveryURL(ctx context.Context) error {
+	self, err := membership.ParseInitialCluster(initialClusterOf(c.Name, c.InitialAdvertisePeerURLs), c.Discovery)
+	if err != nil {
+		return fmt.Errorf("--discovery: %w", err)
+	}
+	s, err := discovery.JoinURL(ctx, discovery.URLConfig{
+		URL:            c.Discovery,
+		Proxy:          c.DiscoveryProxy,
+		Name:           c.Name,
+		PeerURLs:       self[0].PeerURLs,
+		MemberID:       self[0].ID,
+		RequestTimeout: c.DiscoveryRequestTimeout,
+		Logger:         c.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("--discovery %s: %w", c.Discovery, err)
+	}
+	c.Logger.Info("initial cluster from the discovery URL", "url", c.Discovery, "initial-cluster", s)
+	c.InitialCluster = s
+	c.InitialClusterToken = c.Discovery
 	return nil
 }
 

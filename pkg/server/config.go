@@ -38,6 +38,17 @@ type Config struct {
 	DiscoveryToken          string
 	DiscoveryDialTimeout    time.Duration
 	DiscoveryRequestTimeout time.Duration
+	// Discovery is a discovery URL (etcd v2's --discovery) that a new
+	// member bootstraps from; DiscoveryProxy an HTTP proxy to reach it
+	// through; DiscoveryFallback what to do when discovery fails, of
+	// which kvd offers only etcd's "exit".
+	Discovery         string
+	DiscoveryProxy    string
+	DiscoveryFallback string
+	// EnableDiscoveryService serves discovery URLs (GET /new?size=N) on
+	// the client URLs; each token lives DiscoveryTokenTTL.
+	EnableDiscoveryService bool
+	DiscoveryTokenTTL      time.Duration
 	// DiscoveryDNSServer (kvd only, host:port) sends the SRV and host
 	// look-ups of discovery to that DNS server instead of the system's.
 	DiscoveryDNSServer string
@@ -142,6 +153,8 @@ func Defaults() Config {
 		InitialClusterToken:         "etcd-cluster",
 		DiscoveryDialTimeout:        2 * time.Second,
 		DiscoveryRequestTimeout:     5 * time.Second,
+		DiscoveryFallback:           "exit",
+		DiscoveryTokenTTL:           24 * time.Hour,
 		SnapshotCount:               10000,
 		SnapshotCatchUpEntries:      5000,
 		StrictReconfigCheck:         true,

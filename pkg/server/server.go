@@ -440,6 +440,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		apiCfg.Gateway = gateway
 	}
+	if s.cfg.EnableDiscoveryService {
+		apiCfg.Discovery = s.discoveryService(serveCtx)
+	}
 	h := api.NewHTTP(apiCfg)
 	errc := make(chan error, len(s.listeners))
 	for _, l := range s.listeners {

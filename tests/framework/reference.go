@@ -20,6 +20,11 @@ func EtcdctlBin() string { return envOr("KVD_ETCDCTL_BIN", "/tmp/etcdref/etcdctl
 // restore, hashkv and defrag over a database file), from $KVD_ETCDUTL_BIN.
 func EtcdutlBin() string { return envOr("KVD_ETCDUTL_BIN", "/tmp/etcdref/etcdutl") }
 
+// Etcd35Bin is etcd v3.5, the last release with --discovery (a discovery
+// URL), which the Makefile builds from tools/etcd35 and names in
+// $KVD_ETCD35_BIN; empty when unset.
+func Etcd35Bin() string { return os.Getenv("KVD_ETCD35_BIN") }
+
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
 		return v

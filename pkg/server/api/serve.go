@@ -45,6 +45,8 @@ type Config struct {
 	Metrics http.Handler
 	// Gateway, when set, serves the HTTP/JSON gateway (see NewGateway).
 	Gateway http.Handler
+	// Discovery, when set, adds the discovery-URL service's paths.
+	Discovery Mounter
 	// MaxRequestBytes bounds a request; gRPC gets some room above it so
 	// that an oversized request reaches the server's own check and gets
 	// etcd's error instead of a transport one.
@@ -64,6 +66,12 @@ type Config struct {
 	ElectionTimeout time.Duration
 	// Logger hears of failed health checks.
 	Logger *slog.Logger
+}
+
+// Mounter adds the handlers of a service of its own to the client URLs'
+// mux.
+type Mounter interface {
+	Mount(mux *http.ServeMux)
 }
 
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
@@ -154,6 +162,9 @@ func NewHTTP(cfg Config) http.Handler {
 	})
 	handleProbes(mux, cfg)
 	handleGateway(mux, cfg)
+	if cfg.Discovery != nil {
+		cfg.Discovery.Mount(mux)
+	}
 	if cfg.EnablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
