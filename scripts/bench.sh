@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks kvd against etcd v3.7.3 on this machine in the same run, as a
 # single member and as a 3-member cluster, and prints for each scenario the
-# median req/s, p50 and p99 of ROUNDS rounds with the kvd/etcd ratios.
+# median req/s, p50 and p99 of ROUNDS rounds with the kvd/etcd ratios. The
+# put and range rows (plain, tls, auth and metrics) also give the servers'
+# own CPU time per request (utime+stime from /proc, summed over the
+# members) and their peak resident memory during the run (each member's
+# VmHWM, reset at the run's start, summed over the members), medians of the
+# rounds as well; on a machine whose cores the load generator shares, CPU
+# per request is the figure that carries to bigger machines.
 #
 # For each cluster size in MEMBERS, a kvd cluster and an etcd cluster of that
 # size start side by side on free 127.0.0.1 ports with fresh data dirs; the
@@ -188,19 +194,20 @@ stop_cluster() { # SYSTEM: SIGTERM its members and wait for them
 # share of the connections.
 all_scenarios() {
   local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000" w
-  if [ "$n" = 1 ]; then
-    echo "put-1client|--conns 1 --clients 1 $put --total $((TOTAL / 10))"
-  fi
-  echo "put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
-  echo "range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
-  echo "range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
-  # Run on clusters of their own, with TLS on (see run_tls).
-  echo "tls-put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
-  echo "tls-range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
-  echo "tls-range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
   # @PIDS@ becomes the measured system's member pids (see run_scenario).
-  echo "metrics-put-noscrape|--conns 100 --clients 100 --server-pids @PIDS@ $put --total $TOTAL"
-  echo "metrics-put-scrape1s|--conns 100 --clients 100 --server-pids @PIDS@ --scrape-interval 1s $put --total $TOTAL"
+  local srv="--server-pids @PIDS@"
+  if [ "$n" = 1 ]; then
+    echo "put-1client|--conns 1 --clients 1 $srv $put --total $((TOTAL / 10))"
+  fi
+  echo "put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
+  echo "range-ser-100clients|--conns 100 --clients 100 $srv range foo --consistency s --total $TOTAL"
+  # Run on clusters of their own, with TLS on (see run_tls).
+  echo "tls-put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "tls-range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
+  echo "tls-range-ser-100clients|--conns 100 --clients 100 $srv range foo --consistency s --total $TOTAL"
+  echo "metrics-put-noscrape|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "metrics-put-scrape1s|--conns 100 --clients 100 $srv --scrape-interval 1s $put --total $TOTAL"
   if [ "$n" = 1 ]; then
     for w in $WATCH_WATCHERS; do
       echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
@@ -209,8 +216,8 @@ all_scenarios() {
   echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
   echo "lease-expiry-${LEASE_EXPIRY_LEASES}x${LEASE_TTL}s|--conns 10 --clients 10 lease-expiry --leases $LEASE_EXPIRY_LEASES --ttl $LEASE_TTL"
   # Last: they enable auth on the cluster (see enable_auth).
-  echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $put --total $TOTAL"
-  echo "auth-range-lin-100clients|--user $AUTH_USER --conns 100 --clients 100 range foo --consistency l --total $TOTAL"
+  echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "auth-range-lin-100clients|--user $AUTH_USER --conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
   if [ "$n" = 1 ]; then
     echo "auth-cli-${AUTH_CLI_CALLS}calls|--user $AUTH_USER --total $AUTH_CLI_CALLS cli bin/kvctl get foo"
   fi
@@ -227,7 +234,7 @@ scenarios() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.* $1=\(-\{0,1\}[0-9.]*\).*/\1/p"; } # lease lateness may be < 0
 
-row() { printf '%-7s %-24s %-5s %12s %10s %10s\n' "$@"; }
+row() { printf '%-7s %-24s %-5s %12s %10s %10s %12s %12s\n' "$@"; }
 
 # run_scenario N NAME ARGS runs ROUNDS rounds against each system's running
 # cluster and prints their medians and the kvd/etcd ratios, a row for each
@@ -274,9 +281,9 @@ run_scenario() {
 # runs tagged part=PART (untagged for PART ""), each system's medians and
 # the kvd/etcd ratios. It reads run_scenario's unsupported.
 report_part() {
-  local n=$1 row=${2/\%s/$3} part=$3 sys out failed cpu
+  local n=$1 row=${2/\%s/$3} part=$3 sys out failed
   [ -n "$part" ] || row=${2/-\%s/} # a %s name with no parts: no system supported it
-  local -A rps p50 p99
+  local -A rps p50 p99 cpu rss
   for sys in "${SYSTEMS[@]}"; do
     if [ -n "${unsupported[$sys]:-}" ]; then
       printf '%-7s %-24s %-5s %s\n' "$n" "$row" "$sys" "${row%%-*} not supported (the server answered Unimplemented)"
@@ -291,17 +298,19 @@ report_part() {
     rps[$sys]=$(field rps <"$out" | median)
     p50[$sys]=$(field p50_ms <"$out" | median)
     p99[$sys]=$(field p99_ms <"$out" | median)
-    row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}"
-    cpu=$(field cpu_us_per_req <"$out" | median)
-    if [ -n "$cpu" ]; then printf '        %s server CPU: %s us/request (median of the rounds)\n' "$sys" "$cpu"; fi
+    # Only runs given --server-pids report these; "-" elsewhere.
+    cpu[$sys]=$(field cpu_us_per_req <"$out" | median)
+    rss[$sys]=$(field peak_rss_mib <"$out" | median)
+    row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}" "${cpu[$sys]:--}" "${rss[$sys]:--}"
     failed=$(field failed <"$out" | awk '{s+=$1} END {print s+0}')
     if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $row" >&2; fi
   done
   if [ -n "${unsupported[*]}" ]; then return; fi
   awk -v r1="${rps[kvd]}" -v r2="${rps[etcd]}" -v a1="${p50[kvd]}" -v a2="${p50[etcd]}" \
-    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$row" '
-    function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
-    BEGIN { printf "%-7s %-24s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
+    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v c1="${cpu[kvd]}" -v c2="${cpu[etcd]}" \
+    -v m1="${rss[kvd]}" -v m2="${rss[etcd]}" -v n="$n" -v s="$row" '
+    function ratio(x, y) { return x != "" && y > 0 ? sprintf("%.2f", x / y) : "-" }
+    BEGIN { printf "%-7s %-24s kvd/etcd %9s %10s %10s %12s %12s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2), ratio(c1, c2), ratio(m1, m2) }'
 }
 
 # enable_auth turns auth on in both running clusters, with AUTH_USER.
@@ -375,7 +384,7 @@ run_tls() {
   done
 }
 
-row members scenario server req/s p50_ms p99_ms
+row members scenario server req/s p50_ms p99_ms cpu_us/req peak_rss_MiB
 for n in $MEMBERS; do
   list=$(scenarios "$n" | grep -v '^tls-' || true)
   [ -n "$list" ] || continue
