@@ -68,6 +68,10 @@
 # servers' own CPU time per request (utime+stime from /proc). METRICS sets
 # both systems' --metrics level (basic or extensive).
 #
+# The restart scenarios (opt-in: SCENARIOS="... restart") time a restart
+# of a cluster holding RESTART_KEYS keys of 1 KiB to its first linearizable
+# read, whole and one member at a time; scripts/bench_restart.sh says how.
+#
 # The TLS scenarios (opt-in: SCENARIOS="... tls") run puts and ranges as the
 # put and range rows do, on clusters of their own whose client and peer URLs
 # are https, with client certificates required both ways (--client-cert-auth,
@@ -78,6 +82,7 @@
 #   MEMBERS=1 SCENARIOS=tls scripts/bench.sh
 #   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
 #   MEMBERS=1 SCENARIOS=metrics METRICS=extensive scripts/bench.sh
+#   ROUNDS=5 SCENARIOS=restart scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -99,7 +104,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot | tls) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics, snapshot or tls)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot | tls | restart) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics, snapshot, tls or restart)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -112,6 +117,7 @@ go build -o bin/ ./cmd/kvd ./cmd/kvbench ./cmd/kvctl
 work=$(mktemp -d)
 declare -A eps     # system -> comma-separated client endpoints of its running cluster
 declare -A running # system -> pids of its running cluster's members
+declare -A cmdline logs pid # member name -> its command line, log file, pid
 # With TLS on (the tls scenarios), clusters start with https URLs and these
 # flags, and health checks and kvbench present the client certificate.
 SCHEME=http
@@ -156,18 +162,30 @@ start_cluster() {
   running[$sys]=""
   for i in $(seq 0 $((n - 1))); do
     name=$sys$i c="$SCHEME://127.0.0.1:${ports[i]}" p="$SCHEME://127.0.0.1:${ports[n + i]}"
-    "$bin" --name "$name" --data-dir "$work/$n/$name" \
+    # Kept, so that restart_member can start the member again as it was.
+    printf -v 'cmdline[$name]' '%q ' "$bin" --name "$name" --data-dir "$work/$n/$name" \
       --listen-client-urls "$c" --advertise-client-urls "$c" \
       --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
       --initial-cluster "$cluster" --initial-cluster-state new \
-      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" "${TLS_FLAGS[@]}" >"$work/$n-$name.log" 2>&1 &
-    running[$sys]+=" $!"
+      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" "${TLS_FLAGS[@]}"
+    logs[$name]=$work/$n-$name.log
+    : >"${logs[$name]}"
+    restart_member "$sys" "$name"
     list+="${list:+,}127.0.0.1:${ports[i]}"
   done
   for i in $(seq 0 $((n - 1))); do
     wait_healthy "$sys$i" "${ports[i]}" "$work/$n-$sys$i.log"
   done
   eps[$sys]=$list
+}
+
+# restart_member SYSTEM NAME starts member NAME of SYSTEM's cluster (again)
+# with the command line start_cluster gave it, and records its pid in
+# running[SYSTEM] and pid[NAME].
+restart_member() {
+  eval "${cmdline[$2]}" '>>"${logs[$2]}" 2>&1 &'
+  pid[$2]=$!
+  running[$1]+=" $!"
 }
 
 wait_healthy() { # name port log
@@ -409,5 +427,13 @@ case " $SCENARIOS " in
   # shellcheck source=scripts/bench_snapshot.sh
   . scripts/bench_snapshot.sh
   snapshot_bench
+  ;;
+esac
+
+case " $SCENARIOS " in
+*" restart "*)
+  # shellcheck source=scripts/bench_restart.sh
+  . scripts/bench_restart.sh
+  restart_bench
   ;;
 esac
