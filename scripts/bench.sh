@@ -26,6 +26,12 @@
 # answering the Watch RPC with Unimplemented is reported as not supporting
 # watch, and the run goes on.
 #
+# The watchrange scenarios (opt-in: SCENARIOS="... watchrange"; single
+# member) are the watch scenario with 10 watchers on the 10 keys written,
+# plus WATCH_RANGE_WATCHERS watchers on prefix ranges no put writes (row
+# watchrange-Nidle): what many range watchers cost each write shows in the
+# latencies and in the server CPU per put.
+#
 # The lease scenarios come from two kvbench commands (their doc comments in
 # cmd/kvbench/lease.go and lease_expiry.go say more):
 #  - lease-keepalive grants LEASE_KEEPALIVE_LEASES leases from 100 clients
@@ -93,6 +99,7 @@ SCENARIOS=${SCENARIOS:-put range watch lease auth}
 WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
 WATCH_PUTS=${WATCH_PUTS:-300}
 WATCH_RATE=${WATCH_RATE:-100}
+WATCH_RANGE_WATCHERS=${WATCH_RANGE_WATCHERS:-0 10000}
 LEASE_KEEPALIVE_LEASES=${LEASE_KEEPALIVE_LEASES:-10000}
 LEASE_KEEPALIVES=${LEASE_KEEPALIVES:-100000}
 LEASE_EXPIRY_LEASES=${LEASE_EXPIRY_LEASES:-1000}
@@ -104,7 +111,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot | tls | restart) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics, snapshot, tls or restart)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | watchrange | lease | auth | defrag | metrics | snapshot | tls | restart) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, watchrange, lease, auth, defrag, metrics, snapshot, tls or restart)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -229,6 +236,9 @@ all_scenarios() {
   if [ "$n" = 1 ]; then
     for w in $WATCH_WATCHERS; do
       echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
+    done
+    for w in $WATCH_RANGE_WATCHERS; do
+      echo "watchrange-${w}idle|--conns 1 $srv watch --watchers 10 --streams 1 --keys 10 --idle-range-watchers $w --put-rate $WATCH_RATE --total $WATCH_PUTS"
     done
   fi
   echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
