@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Benchmarks kvd against etcd v3.7.3 on this machine in the same run, as a
 # single member and as a 3-member cluster, and prints for each scenario the
-# median req/s, p50 and p99 of ROUNDS rounds with the kvd/etcd ratios.
+# median req/s, p50 and p99 of ROUNDS rounds with the kvd/etcd ratios. The
+# put and range rows (plain, tls, auth and metrics) also give the servers'
+# own CPU time per request (utime+stime from /proc, summed over the
+# members) and their peak resident memory during the run (each member's
+# VmHWM, reset at the run's start, summed over the members), medians of the
+# rounds as well; on a machine whose cores the load generator shares, CPU
+# per request is the figure that carries to bigger machines.
 #
 # For each cluster size in MEMBERS, a kvd cluster and an etcd cluster of that
 # size start side by side on free 127.0.0.1 ports with fresh data dirs; the
@@ -19,6 +25,12 @@
 # the times from a put's send to each watcher receiving its event. A server
 # answering the Watch RPC with Unimplemented is reported as not supporting
 # watch, and the run goes on.
+#
+# The watchrange scenarios (opt-in: SCENARIOS="... watchrange"; single
+# member) are the watch scenario with 10 watchers on the 10 keys written,
+# plus WATCH_RANGE_WATCHERS watchers on prefix ranges no put writes (row
+# watchrange-Nidle): what many range watchers cost each write shows in the
+# latencies and in the server CPU per put.
 #
 # The lease scenarios come from two kvbench commands (their doc comments in
 # cmd/kvbench/lease.go and lease_expiry.go say more):
@@ -62,6 +74,10 @@
 # servers' own CPU time per request (utime+stime from /proc). METRICS sets
 # both systems' --metrics level (basic or extensive).
 #
+# The restart scenarios (opt-in: SCENARIOS="... restart") time a restart
+# of a cluster holding RESTART_KEYS keys of 1 KiB to its first linearizable
+# read, whole and one member at a time; scripts/bench_restart.sh says how.
+#
 # The TLS scenarios (opt-in: SCENARIOS="... tls") run puts and ranges as the
 # put and range rows do, on clusters of their own whose client and peer URLs
 # are https, with client certificates required both ways (--client-cert-auth,
@@ -72,6 +88,7 @@
 #   MEMBERS=1 SCENARIOS=tls scripts/bench.sh
 #   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
 #   MEMBERS=1 SCENARIOS=metrics METRICS=extensive scripts/bench.sh
+#   ROUNDS=5 SCENARIOS=restart scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -82,6 +99,7 @@ SCENARIOS=${SCENARIOS:-put range watch lease auth}
 WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
 WATCH_PUTS=${WATCH_PUTS:-300}
 WATCH_RATE=${WATCH_RATE:-100}
+WATCH_RANGE_WATCHERS=${WATCH_RANGE_WATCHERS:-0 10000}
 LEASE_KEEPALIVE_LEASES=${LEASE_KEEPALIVE_LEASES:-10000}
 LEASE_KEEPALIVES=${LEASE_KEEPALIVES:-100000}
 LEASE_EXPIRY_LEASES=${LEASE_EXPIRY_LEASES:-1000}
@@ -93,7 +111,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | lease | auth | defrag | metrics | snapshot | tls) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, lease, auth, defrag, metrics, snapshot or tls)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | watchrange | lease | auth | defrag | metrics | snapshot | tls | restart) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, watchrange, lease, auth, defrag, metrics, snapshot, tls or restart)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -106,6 +124,7 @@ go build -o bin/ ./cmd/kvd ./cmd/kvbench ./cmd/kvctl
 work=$(mktemp -d)
 declare -A eps     # system -> comma-separated client endpoints of its running cluster
 declare -A running # system -> pids of its running cluster's members
+declare -A cmdline logs pid # member name -> its command line, log file, pid
 # With TLS on (the tls scenarios), clusters start with https URLs and these
 # flags, and health checks and kvbench present the client certificate.
 SCHEME=http
@@ -150,18 +169,30 @@ start_cluster() {
   running[$sys]=""
   for i in $(seq 0 $((n - 1))); do
     name=$sys$i c="$SCHEME://127.0.0.1:${ports[i]}" p="$SCHEME://127.0.0.1:${ports[n + i]}"
-    "$bin" --name "$name" --data-dir "$work/$n/$name" \
+    # Kept, so that restart_member can start the member again as it was.
+    printf -v 'cmdline[$name]' '%q ' "$bin" --name "$name" --data-dir "$work/$n/$name" \
       --listen-client-urls "$c" --advertise-client-urls "$c" \
       --listen-peer-urls "$p" --initial-advertise-peer-urls "$p" \
       --initial-cluster "$cluster" --initial-cluster-state new \
-      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" "${TLS_FLAGS[@]}" >"$work/$n-$name.log" 2>&1 &
-    running[$sys]+=" $!"
+      --initial-cluster-token "bench-$sys-$n" --log-level error --metrics "$METRICS" "${TLS_FLAGS[@]}"
+    logs[$name]=$work/$n-$name.log
+    : >"${logs[$name]}"
+    restart_member "$sys" "$name"
     list+="${list:+,}127.0.0.1:${ports[i]}"
   done
   for i in $(seq 0 $((n - 1))); do
     wait_healthy "$sys$i" "${ports[i]}" "$work/$n-$sys$i.log"
   done
   eps[$sys]=$list
+}
+
+# restart_member SYSTEM NAME starts member NAME of SYSTEM's cluster (again)
+# with the command line start_cluster gave it, and records its pid in
+# running[SYSTEM] and pid[NAME].
+restart_member() {
+  eval "${cmdline[$2]}" '>>"${logs[$2]}" 2>&1 &'
+  pid[$2]=$!
+  running[$1]+=" $!"
 }
 
 wait_healthy() { # name port log
@@ -188,29 +219,33 @@ stop_cluster() { # SYSTEM: SIGTERM its members and wait for them
 # share of the connections.
 all_scenarios() {
   local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000" w
-  if [ "$n" = 1 ]; then
-    echo "put-1client|--conns 1 --clients 1 $put --total $((TOTAL / 10))"
-  fi
-  echo "put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
-  echo "range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
-  echo "range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
-  # Run on clusters of their own, with TLS on (see run_tls).
-  echo "tls-put-100clients|--conns 100 --clients 100 $put --total $TOTAL"
-  echo "tls-range-lin-100clients|--conns 100 --clients 100 range foo --consistency l --total $TOTAL"
-  echo "tls-range-ser-100clients|--conns 100 --clients 100 range foo --consistency s --total $TOTAL"
   # @PIDS@ becomes the measured system's member pids (see run_scenario).
-  echo "metrics-put-noscrape|--conns 100 --clients 100 --server-pids @PIDS@ $put --total $TOTAL"
-  echo "metrics-put-scrape1s|--conns 100 --clients 100 --server-pids @PIDS@ --scrape-interval 1s $put --total $TOTAL"
+  local srv="--server-pids @PIDS@"
+  if [ "$n" = 1 ]; then
+    echo "put-1client|--conns 1 --clients 1 $srv $put --total $((TOTAL / 10))"
+  fi
+  echo "put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
+  echo "range-ser-100clients|--conns 100 --clients 100 $srv range foo --consistency s --total $TOTAL"
+  # Run on clusters of their own, with TLS on (see run_tls).
+  echo "tls-put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "tls-range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
+  echo "tls-range-ser-100clients|--conns 100 --clients 100 $srv range foo --consistency s --total $TOTAL"
+  echo "metrics-put-noscrape|--conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "metrics-put-scrape1s|--conns 100 --clients 100 $srv --scrape-interval 1s $put --total $TOTAL"
   if [ "$n" = 1 ]; then
     for w in $WATCH_WATCHERS; do
       echo "watch-${w}w-1stream|--conns 1 watch --watchers $w --streams 1 --keys 10 --put-rate $WATCH_RATE --total $WATCH_PUTS"
+    done
+    for w in $WATCH_RANGE_WATCHERS; do
+      echo "watchrange-${w}idle|--conns 1 $srv watch --watchers 10 --streams 1 --keys 10 --idle-range-watchers $w --put-rate $WATCH_RATE --total $WATCH_PUTS"
     done
   fi
   echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
   echo "lease-expiry-${LEASE_EXPIRY_LEASES}x${LEASE_TTL}s|--conns 10 --clients 10 lease-expiry --leases $LEASE_EXPIRY_LEASES --ttl $LEASE_TTL"
   # Last: they enable auth on the cluster (see enable_auth).
-  echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $put --total $TOTAL"
-  echo "auth-range-lin-100clients|--user $AUTH_USER --conns 100 --clients 100 range foo --consistency l --total $TOTAL"
+  echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $srv $put --total $TOTAL"
+  echo "auth-range-lin-100clients|--user $AUTH_USER --conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
   if [ "$n" = 1 ]; then
     echo "auth-cli-${AUTH_CLI_CALLS}calls|--user $AUTH_USER --total $AUTH_CLI_CALLS cli bin/kvctl get foo"
   fi
@@ -227,7 +262,7 @@ scenarios() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { sed -n "s/.* $1=\(-\{0,1\}[0-9.]*\).*/\1/p"; } # lease lateness may be < 0
 
-row() { printf '%-7s %-24s %-5s %12s %10s %10s\n' "$@"; }
+row() { printf '%-7s %-24s %-5s %12s %10s %10s %12s %12s\n' "$@"; }
 
 # run_scenario N NAME ARGS runs ROUNDS rounds against each system's running
 # cluster and prints their medians and the kvd/etcd ratios, a row for each
@@ -274,9 +309,9 @@ run_scenario() {
 # runs tagged part=PART (untagged for PART ""), each system's medians and
 # the kvd/etcd ratios. It reads run_scenario's unsupported.
 report_part() {
-  local n=$1 row=${2/\%s/$3} part=$3 sys out failed cpu
+  local n=$1 row=${2/\%s/$3} part=$3 sys out failed
   [ -n "$part" ] || row=${2/-\%s/} # a %s name with no parts: no system supported it
-  local -A rps p50 p99
+  local -A rps p50 p99 cpu rss
   for sys in "${SYSTEMS[@]}"; do
     if [ -n "${unsupported[$sys]:-}" ]; then
       printf '%-7s %-24s %-5s %s\n' "$n" "$row" "$sys" "${row%%-*} not supported (the server answered Unimplemented)"
@@ -291,17 +326,19 @@ report_part() {
     rps[$sys]=$(field rps <"$out" | median)
     p50[$sys]=$(field p50_ms <"$out" | median)
     p99[$sys]=$(field p99_ms <"$out" | median)
-    row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}"
-    cpu=$(field cpu_us_per_req <"$out" | median)
-    if [ -n "$cpu" ]; then printf '        %s server CPU: %s us/request (median of the rounds)\n' "$sys" "$cpu"; fi
+    # Only runs given --server-pids report these; "-" elsewhere.
+    cpu[$sys]=$(field cpu_us_per_req <"$out" | median)
+    rss[$sys]=$(field peak_rss_mib <"$out" | median)
+    row "$n" "$row" "$sys" "${rps[$sys]}" "${p50[$sys]}" "${p99[$sys]}" "${cpu[$sys]:--}" "${rss[$sys]:--}"
     failed=$(field failed <"$out" | awk '{s+=$1} END {print s+0}')
     if [ "$failed" != 0 ]; then echo "        warning: $sys had $failed failed requests in $row" >&2; fi
   done
   if [ -n "${unsupported[*]}" ]; then return; fi
   awk -v r1="${rps[kvd]}" -v r2="${rps[etcd]}" -v a1="${p50[kvd]}" -v a2="${p50[etcd]}" \
-    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v n="$n" -v s="$row" '
-    function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
-    BEGIN { printf "%-7s %-24s kvd/etcd %9s %10s %10s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2) }'
+    -v b1="${p99[kvd]}" -v b2="${p99[etcd]}" -v c1="${cpu[kvd]}" -v c2="${cpu[etcd]}" \
+    -v m1="${rss[kvd]}" -v m2="${rss[etcd]}" -v n="$n" -v s="$row" '
+    function ratio(x, y) { return x != "" && y > 0 ? sprintf("%.2f", x / y) : "-" }
+    BEGIN { printf "%-7s %-24s kvd/etcd %9s %10s %10s %12s %12s\n", n, s, ratio(r1, r2), ratio(a1, a2), ratio(b1, b2), ratio(c1, c2), ratio(m1, m2) }'
 }
 
 # enable_auth turns auth on in both running clusters, with AUTH_USER.
@@ -375,7 +412,7 @@ run_tls() {
   done
 }
 
-row members scenario server req/s p50_ms p99_ms
+row members scenario server req/s p50_ms p99_ms cpu_us/req peak_rss_MiB
 for n in $MEMBERS; do
   list=$(scenarios "$n" | grep -v '^tls-' || true)
   [ -n "$list" ] || continue
@@ -400,5 +437,13 @@ case " $SCENARIOS " in
   # shellcheck source=scripts/bench_snapshot.sh
   . scripts/bench_snapshot.sh
   snapshot_bench
+  ;;
+esac
+
+case " $SCENARIOS " in
+*" restart "*)
+  # shellcheck source=scripts/bench_restart.sh
+  . scripts/bench_restart.sh
+  restart_bench
   ;;
 esac

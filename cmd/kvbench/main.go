@@ -94,7 +94,8 @@ func newRoot(o *options) *cobra.Command {
 		return o.login()
 	}
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
-		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o))
+		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o),
+		firstReadCommand(o))
 	return root
 }
 

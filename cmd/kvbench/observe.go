@@ -12,12 +12,13 @@ import (
 	"time"
 )
 
-// What metrics cost a server: with --scrape-interval, a scraper fetches
+// What a run costs a server: with --scrape-interval, a scraper fetches
 // every endpoint's /metrics at that interval while the load runs, as
 // Prometheus would; with --server-pids, the servers' own CPU time over the
 // run (utime+stime from /proc) is reported per request, which is the
 // figure that carries to machines whose cores the load generator does not
-// share.
+// share, and so is their peak resident memory during the run (the sum of
+// each process's peak).
 
 // observer runs beside one measured run.
 type observer struct {
@@ -39,6 +40,7 @@ func (o *options) observe() (*observer, error) {
 			return nil, err
 		}
 		ob.cpuStart = cpu
+		resetPeakRSS(ob.pids)
 	}
 	if o.scrapeInterval > 0 {
 		ob.wg.Add(1)
@@ -106,6 +108,11 @@ func (ob *observer) finish(ok int) (string, error) {
 		if ok > 0 {
 			fmt.Fprintf(&extra, " cpu_us_per_req=%.1f", float64(used.Microseconds())/float64(ok))
 		}
+		peak, err := peakRSS(ob.pids)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&extra, " peak_rss_mib=%.1f", float64(peak)/(1<<20))
 	}
 	ob.mu.Lock()
 	defer ob.mu.Unlock()
@@ -147,4 +154,49 @@ func processCPU(pids []int) (time.Duration, error) {
 		}
 	}
 	return total, nil
+}
+
+// resetPeakRSS restarts the kernel's peak-RSS count of pids, so that the
+// peak read at the end is this run's, not the process's lifetime one. It
+// is best effort: where /proc/<pid>/clear_refs may not be written (another
+// user's process, an old kernel), the peak read is the lifetime one.
+func resetPeakRSS(pids []int) {
+	for _, pid := range pids {
+		// "5" resets the peak resident set size (Documentation/filesystems/proc.rst).
+		_ = os.WriteFile("/proc/"+strconv.Itoa(pid)+"/clear_refs", []byte("5"), 0)
+	}
+}
+
+// peakRSS adds up the peak resident set size (VmHWM) of pids, in bytes.
+func peakRSS(pids []int) (int64, error) {
+	var total int64
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+		if err != nil {
+			return 0, fmt.Errorf("server rss: %w", err)
+		}
+		kib, err := statusKiB(string(b), "VmHWM")
+		if err != nil {
+			return 0, fmt.Errorf("server rss: /proc/%d/status: %w", pid, err)
+		}
+		total += kib << 10
+	}
+	return total, nil
+}
+
+// statusKiB reads the field name ("VmHWM:   1234 kB") of a
+// /proc/<pid>/status text.
+func statusKiB(status, name string) (int64, error) {
+	for line := range strings.Lines(status) {
+		rest, ok := strings.CutPrefix(line, name+":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected %s line %q", name, strings.TrimSpace(line))
+		}
+		return strconv.ParseInt(f[0], 10, 64)
+	}
+	return 0, fmt.Errorf("no %s field", name)
 }

@@ -34,6 +34,9 @@ type watchOptions struct {
 	valSize  int
 	drain    time.Duration
 	setup    time.Duration
+	// idleRanges more watchers watch prefixes no put writes: what they
+	// cost shows in the events' latency and in the servers' CPU per put.
+	idleRanges int
 }
 
 // watchCommand measures watch event latency the way etcd's benchmark
@@ -58,6 +61,7 @@ func watchCommand(o *options) *cobra.Command {
 	cmd.Flags().IntVar(&w.valSize, "val-size", 32, "value size in bytes (at least 8, which carry the send time)")
 	cmd.Flags().DurationVar(&w.drain, "drain-timeout", 10*time.Second, "after the last put, give up waiting once no event has arrived for this long")
 	cmd.Flags().DurationVar(&w.setup, "setup-timeout", time.Minute, "how long creating all watchers may take")
+	cmd.Flags().IntVar(&w.idleRanges, "idle-range-watchers", 0, "also open this many watchers, each on a prefix range no put writes, spread over the streams")
 	return cmd
 }
 
@@ -201,16 +205,20 @@ func (o *options) runWatch(w watchOptions) error {
 		if err != nil {
 			return classifyWatchErr(err)
 		}
-		streams[i] = &watchStream{stream: st, want: watchersOn(i, w.watchers, w.streams), ready: make(chan struct{}), done: make(chan struct{})}
+		want := watchersOn(i, w.watchers, w.streams) + watchersOn(i, w.idleRanges, w.streams)
+		streams[i] = &watchStream{stream: st, want: want, ready: make(chan struct{}), done: make(chan struct{})}
 		if streams[i].want == 0 {
 			close(streams[i].ready)
 		}
 		go streams[i].receive(start, &delivered)
 	}
-	for i := range w.watchers {
+	for i := range w.watchers + w.idleRanges {
 		s := streams[i%w.streams]
-		req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{
-			CreateRequest: &pb.WatchCreateRequest{Key: watchKey(i % w.keys)}}}
+		create := &pb.WatchCreateRequest{Key: watchKey(i % w.keys)}
+		if i >= w.watchers {
+			create = &pb.WatchCreateRequest{Key: idlePrefix(i), RangeEnd: idlePrefixEnd(i)}
+		}
+		req := &pb.WatchRequest{RequestUnion: &pb.WatchRequest_CreateRequest{CreateRequest: create}}
 		if err := s.stream.Send(req); err != nil {
 			// A failed Send only says the stream ended (io.EOF); the
 			// receiver's Recv error carries the server's status.
@@ -228,7 +236,7 @@ func (o *options) runWatch(w watchOptions) error {
 		case <-s.done:
 			return classifyWatchErr(s.err)
 		case <-setupDeadline:
-			return fmt.Errorf("only %d of %d watchers created within %v", created(streams), w.watchers, w.setup)
+			return fmt.Errorf("only %d of %d watchers created within %v", created(streams), w.watchers+w.idleRanges, w.setup)
 		}
 	}
 	setupTime := time.Since(start)
@@ -243,6 +251,10 @@ func (o *options) runWatch(w watchOptions) error {
 		putFailures atomic.Int64
 		putErr      atomic.Value
 	)
+	ob, err := o.observe()
+	if err != nil {
+		return err
+	}
 	firstSend := time.Since(start)
 	for i := range o.total {
 		if d := time.Until(start.Add(firstSend + time.Duration(i)*interval)); d > 0 {
@@ -273,6 +285,10 @@ func (o *options) runWatch(w watchOptions) error {
 		}
 	}
 	cancel()
+	extra, err := ob.finish(o.total)
+	if err != nil {
+		return err
+	}
 
 	var (
 		lat         []time.Duration
@@ -297,9 +313,16 @@ func (o *options) runWatch(w watchOptions) error {
 	// The report's request rate is the delivery rate, over the window from
 	// the first put to the last event, and its latencies are event latencies.
 	rate := eventRate(len(lat), firstSend, lastArrival)
-	printSummary("", lat, lastArrival-firstSend, rate, missed, firstErr)
+	printSummaryWith("", lat, lastArrival-firstSend, rate, missed, firstErr, extra)
 	return nil
 }
+
+// idlePrefix is the i-th prefix watched by an idle range watcher; no put
+// writes under it.
+func idlePrefix(i int) []byte { return fmt.Appendf(nil, "kvbench-idle/%06d/", i) }
+
+// idlePrefixEnd ends the range of idlePrefix(i): '/' + 1 is '0'.
+func idlePrefixEnd(i int) []byte { return fmt.Appendf(nil, "kvbench-idle/%06d0", i) }
 
 func allDone(streams []*watchStream) bool {
 	for _, s := range streams {

@@ -107,6 +107,10 @@ func (l *readLoop) readIndex(ctx context.Context, rctx []byte, stopc <-chan stru
 				return 0, s.proposeError(ctx, err)
 			}
 			retry.Reset(readRetry)
+		case <-s.node.NewLeader():
+			// Raft drops a ReadIndex while no leader is known: the
+			// one sent before was lost, most likely.
+			retry.Reset(0)
 		case rs := <-s.node.ReadStates():
 			if bytes.Equal(rs.RequestCtx, rctx) {
 				return rs.Index, nil

@@ -406,6 +406,8 @@ func (s *Server) Run(ctx context.Context) error {
 	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.publish() }()
+	s.wg.Add(1)
+	go func() { defer s.wg.Done(); s.fastForwardElection() }()
 	if s.cfg.CorruptCheckTime > 0 {
 		s.wg.Add(1)
 		go func() { defer s.wg.Done(); s.corruptCheckLoop() }()
@@ -466,6 +468,7 @@ func (s *Server) Run(ctx context.Context) error {
 	pending := len(s.listeners)
 	select {
 	case <-ctx.Done():
+		s.handOverLeadership()
 	case err = <-errc:
 		pending--
 	case err = <-s.failc:

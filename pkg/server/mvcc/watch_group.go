@@ -2,21 +2,25 @@ package mvcc
 
 // watcherGroup is a set of watchers indexed by what they watch, so a
 // change reaches the watchers of its key without visiting all the others:
-// single-key watchers by key, range watchers in a list checked one by one.
+// single-key watchers by key, range watchers in an interval tree
+// (rangeIndex).
 type watcherGroup struct {
 	all    map[*watcher]struct{}
 	byKey  map[string]map[*watcher]struct{}
-	ranges map[*watcher]struct{}
+	ranges rangeIndex
 }
 
 func newWatcherGroup() *watcherGroup {
-	return &watcherGroup{all: map[*watcher]struct{}{}, byKey: map[string]map[*watcher]struct{}{}, ranges: map[*watcher]struct{}{}}
+	return &watcherGroup{all: map[*watcher]struct{}{}, byKey: map[string]map[*watcher]struct{}{}}
 }
 
 func (g *watcherGroup) add(wt *watcher) {
+	if _, ok := g.all[wt]; ok {
+		return
+	}
 	g.all[wt] = struct{}{}
 	if len(wt.End) > 0 {
-		g.ranges[wt] = struct{}{}
+		g.ranges.add(wt)
 		return
 	}
 	set := g.byKey[string(wt.Key)]
@@ -33,7 +37,7 @@ func (g *watcherGroup) remove(wt *watcher) {
 	}
 	delete(g.all, wt)
 	if len(wt.End) > 0 {
-		delete(g.ranges, wt)
+		g.ranges.remove(wt)
 		return
 	}
 	set := g.byKey[string(wt.Key)]
@@ -55,9 +59,5 @@ func (g *watcherGroup) watching(key []byte, fn func(*watcher)) {
 	for wt := range g.byKey[string(key)] {
 		fn(wt)
 	}
-	for wt := range g.ranges {
-		if wt.matches(key) {
-			fn(wt)
-		}
-	}
+	g.ranges.stab(key, fn)
 }

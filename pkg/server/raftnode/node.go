@@ -70,6 +70,7 @@ type Node struct {
 
 	committedc chan Committed
 	readStatec chan raft.ReadState
+	leaderc    chan struct{}
 
 	running atomic.Bool
 	lead    atomic.Uint64
@@ -110,6 +111,7 @@ func Open(cfg Config) (*Node, *Restored, error) {
 		disk:       d,
 		committedc: make(chan Committed, 16),
 		readStatec: make(chan raft.ReadState, 1),
+		leaderc:    make(chan struct{}, 1),
 		stopc:      make(chan struct{}),
 		donec:      make(chan struct{}),
 	}
@@ -170,10 +172,16 @@ func (n *Node) loop() {
 	defer close(n.committedc)
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
+	n.campaignIfAlone()
 	for {
 		select {
 		case <-ticker.C:
 			n.raft.Tick()
+			if n.lead.Load() == raft.None {
+				// The voters are known once the applier re-applies the
+				// configuration of a restarted log, a few ticks at most.
+				n.campaignIfAlone()
+			}
 		case rd := <-n.raft.Ready():
 			if err := n.handleReady(rd); err != nil {
 				// A member that cannot persist its log must not go on
@@ -187,10 +195,61 @@ func (n *Node) loop() {
 	}
 }
 
+// campaignIfAlone starts an election at once when this member is the
+// only voter and follows no one: nobody else could win or object, so
+// waiting out an election timeout would only delay serving. Raft itself
+// would campaign only after a randomized timeout.
+func (n *Node) campaignIfAlone() {
+	st := n.raft.Status()
+	if st.RaftState != raft.StateFollower || st.Lead != raft.None {
+		return
+	}
+	voters := st.Config.Voters
+	if len(voters[1]) != 0 || len(voters[0]) != 1 {
+		return
+	}
+	if _, ok := voters[0][n.id]; !ok {
+		return
+	}
+	n.lg.Info("only voter of the cluster; campaigning at once")
+	n.Campaign(n.cfg.TickInterval)
+}
+
+// Campaign starts an election now, waiting at most wait for raft to take
+// the request. Raft refuses it quietly where a campaign is not allowed (a
+// learner, a member not in the configuration).
+func (n *Node) Campaign(wait time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	if err := n.raft.Campaign(ctx); err != nil {
+		n.lg.Warn("campaign", "err", err)
+	}
+}
+
+// maxAdvanceTicks bounds AdvanceTicks below the raft node's tick buffer,
+// which drops ticks it has no room for.
+const maxAdvanceTicks = 100
+
+// AdvanceTicks moves the election clock forward by ticks (at most
+// maxAdvanceTicks), as if that many heartbeat intervals had passed without
+// a leader. A member that restarts with its peers reachable uses it to
+// hold an election soon rather than after a whole election timeout; a
+// leader's heartbeat still resets the clock, so a member that hears one
+// just follows.
+func (n *Node) AdvanceTicks(ticks int) {
+	for range min(ticks, maxAdvanceTicks) {
+		n.raft.Tick()
+	}
+}
+
 func (n *Node) handleReady(rd raft.Ready) error {
 	if rd.SoftState != nil {
 		if old := n.lead.Swap(rd.SoftState.Lead); rd.SoftState.Lead != raft.None && rd.SoftState.Lead != old {
 			n.leaderChanges.Add(1)
+			select {
+			case n.leaderc <- struct{}{}:
+			default:
+			}
 		}
 	}
 	if rd.HardState != nil && rd.HardState.Term != nil {
@@ -292,6 +351,11 @@ func (n *Node) Committed() <-chan Committed { return n.committedc }
 // ReadStates returns the channel on which ReadIndex answers arrive.
 func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
 
+// NewLeader receives when the member learns of a leader other than the one
+// it knew (one signal is kept while nobody listens), so that a request raft
+// dropped for want of a leader can be sent again at once.
+func (n *Node) NewLeader() <-chan struct{} { return n.leaderc }
+
 // Propose asks raft to replicate data. It returns once raft has accepted the
 // proposal, not when it commits.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
@@ -318,8 +382,13 @@ func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
 func (n *Node) SetTransport(t Transport) { n.cfg.Transport = t }
 
 // ReportUnreachable tells raft a peer could not be reached, so it stops
-// streaming to it optimistically.
-func (n *Node) ReportUnreachable(id uint64) { n.raft.ReportUnreachable(id) }
+// streaming to it optimistically. Before Start there is nothing to tell:
+// the transport probes peers from the moment it knows them.
+func (n *Node) ReportUnreachable(id uint64) {
+	if n.running.Load() {
+		n.raft.ReportUnreachable(id)
+	}
+}
 
 // ReportSnapshot tells raft how sending a snapshot to a peer went.
 func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) { n.raft.ReportSnapshot(id, st) }

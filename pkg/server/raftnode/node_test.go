@@ -95,3 +95,78 @@ func TestSingleMemberCommitsSnapshotsAndRestarts(t *testing.T) {
 		t.Fatalf("entry after restart at %d, not after snapshot %d", last.GetIndex(), restored.Snapshot.GetMetadata().GetIndex())
 	}
 }
+
+// awaitLeader applies what n commits, conf changes included, until n
+// leads, failing after wait.
+func awaitLeader(t *testing.T, n *Node, wait time.Duration) {
+	t.Helper()
+	timeout := time.After(wait)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for n.Leader() != 1 {
+		select {
+		case c := <-n.Committed():
+			for _, e := range c.Entries {
+				if e.GetType() == raftpb.EntryConfChange {
+					cc := new(raftpb.ConfChange)
+					if err := proto.Unmarshal(e.Data, cc); err != nil {
+						t.Fatal(err)
+					}
+					n.ApplyConfChange(cc)
+				}
+			}
+		case <-tick.C:
+		case <-timeout:
+			t.Fatalf("no leader after %v (term %d)", wait, n.Term())
+		}
+	}
+}
+
+// The only voter of a cluster leads at once, fresh or restarted, with or
+// without a snapshot holding its configuration: the election timeout here
+// (ten thousand seconds) is far beyond the test's patience, so waiting for
+// it would fail.
+func TestOnlyVoterCampaignsAtOnce(t *testing.T) {
+	slow := func(dir string) Config {
+		c := testConfig(dir)
+		c.ElectionTicks = 1_000_000
+		return c
+	}
+	for _, snapshot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			n, _, err := Open(slow(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
+				t.Fatal(err)
+			}
+			awaitLeader(t, n, 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := n.Propose(ctx, []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			collect(t, n, "x")
+			if snapshot {
+				st := n.Status()
+				cs := &raftpb.ConfState{Voters: []uint64{1}}
+				if err := n.Snapshot(st.Applied, cs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			n.Stop()
+
+			n, _, err = Open(slow(dir))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer n.Stop()
+			if err := n.Start(1, nil); err != nil {
+				t.Fatal(err)
+			}
+			awaitLeader(t, n, 10*time.Second)
+		})
+	}
+}

@@ -191,6 +191,13 @@ func (t *HTTPTransport) track(c io.Closer, from uint64) bool {
 		return false
 	}
 	t.inbound[c] = from
+	if p, ok := t.peers[from]; ok {
+		// The peer is up: a sender waiting out a backoff need not.
+		select {
+		case p.kick <- struct{}{}:
+		default:
+		}
+	}
 	return true
 }
 

@@ -72,6 +72,10 @@ type peer struct {
 	id    uint64
 	q     chan *raftpb.Message
 	stopc chan struct{}
+	// kick has the sender try the peer now, not at its next probe or
+	// after its backoff: at start, and when the peer opens a stream to
+	// this member, which shows it is up (perhaps restarted).
+	kick chan struct{}
 
 	mu   sync.Mutex
 	urls []string
@@ -143,7 +147,8 @@ func (t *HTTPTransport) AddPeer(id uint64, urls []string) {
 		p.mu.Unlock()
 		return
 	}
-	p := &peer{id: id, urls: urls, q: make(chan *raftpb.Message, peerQueue), stopc: make(chan struct{})}
+	p := &peer{id: id, urls: urls, q: make(chan *raftpb.Message, peerQueue), stopc: make(chan struct{}), kick: make(chan struct{}, 1)}
+	p.kick <- struct{}{}
 	t.peers[id] = p
 	t.wg.Add(1)
 	go t.run(p)
@@ -184,6 +189,24 @@ func (t *HTTPTransport) OnRemoved(fn func()) {
 	t.mu.Lock()
 	t.onGone = fn
 	t.mu.Unlock()
+}
+
+// Connected says whether member id is up as far as this member can tell:
+// sends to it succeed, or it holds a stream open to this member. Both
+// count, so that members starting at once learn soon that a quorum is up,
+// whichever of them came up first.
+func (t *HTTPTransport) Connected(id uint64) bool {
+	if !t.ActiveSince(id).IsZero() {
+		return true
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, from := range t.inbound {
+		if from == id {
+			return true
+		}
+	}
+	return false
 }
 
 // ActiveSince is when member id became reachable, zero if it is not.
@@ -263,8 +286,11 @@ func (t *HTTPTransport) run(p *peer) {
 		backoff time.Duration
 	)
 	defer func() { st.close() }()
-	probe := time.NewTicker(probeInterval)
+	// Until the peer first answers, it is probed often, so that a member
+	// that starts learns soon which peers are up (see Connected).
+	probe := time.NewTicker(minBackoff)
 	defer probe.Stop()
+	answered := false
 	sent := false
 	for {
 		buf.Reset()
@@ -291,6 +317,8 @@ func (t *HTTPTransport) run(p *peer) {
 				continue
 			}
 			buf.WriteByte(0)
+		case <-p.kick:
+			buf.WriteByte(0)
 		case <-p.stopc:
 			return
 		case <-t.stopc:
@@ -300,12 +328,17 @@ func (t *HTTPTransport) run(p *peer) {
 		p.setActive(err == nil)
 		if err == nil {
 			backoff = 0
+			if !answered {
+				answered = true
+				probe.Reset(probeInterval)
+			}
 			continue
 		}
 		t.report(p, err)
 		backoff = min(max(2*backoff, minBackoff), maxBackoff)
 		select {
 		case <-time.After(backoff):
+		case <-p.kick:
 		case <-p.stopc:
 			return
 		case <-t.stopc:
