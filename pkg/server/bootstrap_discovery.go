@@ -102,14 +102,10 @@ func (c *Config) resolveInitialCluster(ctx context.Context) error {
 			return fmt.Errorf("v3 discovery: %w", err)
 		}
 		s, err := discovery.JoinV3(ctx, discovery.V3Config{
-			Endpoints:      c.DiscoveryEndpoints,
-			Token:          c.DiscoveryToken,
-			Name:           c.Name,
-			PeerURLs:       self[0].PeerURLs,
-			MemberID:       self[0].ID,
-			DialTimeout:    c.DiscoveryDialTimeout,
-			RequestTimeout: c.DiscoveryRequestTimeout,
-			Logger:         c.Logger,
+			Endpoints:   c.DiscoveryEndpoints,
+			Token:       c.DiscoveryToken,
+			DialTimeout: c.DiscoveryDialTimeout,
+			Joiner:      c.joiner(self[0]),
 		})
 		if err != nil {
 			return fmt.Errorf("v3 discovery at %v: %w", c.DiscoveryEndpoints, err)
@@ -132,13 +128,9 @@ func (c *Config) joinDiscoveryURL(ctx context.Context) error {
 		return fmt.Errorf("--discovery: %w", err)
 	}
 	s, err := discovery.JoinURL(ctx, discovery.URLConfig{
-		URL:            c.Discovery,
-		Proxy:          c.DiscoveryProxy,
-		Name:           c.Name,
-		PeerURLs:       self[0].PeerURLs,
-		MemberID:       self[0].ID,
-		RequestTimeout: c.DiscoveryRequestTimeout,
-		Logger:         c.Logger,
+		URL:    c.Discovery,
+		Proxy:  c.DiscoveryProxy,
+		Joiner: c.joiner(self[0]),
 	})
 	if err != nil {
 		return fmt.Errorf("--discovery %s: %w", c.Discovery, err)
@@ -166,4 +158,11 @@ func (c *Config) advertisedPeerURLsMatch(ctx context.Context, listed []string) e
 		return fmt.Errorf("--initial-cluster has %s=%v but --initial-advertise-peer-urls is %v", c.Name, listed, advertised)
 	}
 	return nil
+}
+
+// joiner describes this member, self as --initial-cluster would list it,
+// to a discovery service.
+func (c *Config) joiner(self *membership.Member) discovery.Joiner {
+	return discovery.Joiner{Name: c.Name, PeerURLs: self.PeerURLs, MemberID: self.ID,
+		RequestTimeout: c.DiscoveryRequestTimeout, Logger: c.Logger}
 }

@@ -15,12 +15,14 @@ import (
 
 func joinConfig(endpoint, token string, i int) discovery.V3Config {
 	return discovery.V3Config{
-		Endpoints:    []string{endpoint},
-		Token:        token,
-		Name:         fmt.Sprintf("m%d", i),
-		PeerURLs:     []string{fmt.Sprintf("http://127.0.0.1:%d", 23800+i)},
-		MemberID:     uint64(0x1000 + i),
-		PollInterval: 20 * time.Millisecond,
+		Endpoints: []string{endpoint},
+		Token:     token,
+		Joiner: discovery.Joiner{
+			Name:         fmt.Sprintf("m%d", i),
+			PeerURLs:     []string{fmt.Sprintf("http://127.0.0.1:%d", 23800+i)},
+			MemberID:     uint64(0x1000 + i),
+			PollInterval: 20 * time.Millisecond,
+		},
 	}
 }
 

@@ -38,17 +38,10 @@ type URLConfig struct {
 	URL string
 	// Proxy, when set, is an HTTP proxy the service is reached through.
 	Proxy string
-	// Name, PeerURLs and MemberID are this member's, as in V3Config.
-	Name     string
-	PeerURLs []string
-	MemberID uint64
-	// RequestTimeout bounds each request but the waits; zero means 5s.
-	RequestTimeout time.Duration
-	// PollInterval is the first pause after a failed request; it doubles
-	// up to MaxPollInterval. Zero means 100ms and 2s.
-	PollInterval    time.Duration
-	MaxPollInterval time.Duration
-	Logger          *slog.Logger
+	// Joiner is the member and how patiently it asks; its
+	// RequestTimeout bounds each request but the waits, and its
+	// PollInterval is the first pause after a failed request.
+	Joiner
 }
 
 // ParseURL checks a discovery URL: http or https, a host, and a token in
@@ -84,30 +77,6 @@ func proxyFunc(raw string) (func(*http.Request) (*url.URL, error), error) {
 	return http.ProxyURL(u), nil
 }
 
-func (c *URLConfig) check() error {
-	switch {
-	case c.Name == "":
-		return errors.New("discovery: member name is empty")
-	case len(c.PeerURLs) == 0:
-		return errors.New("discovery: member has no peer URL")
-	case c.MemberID == 0:
-		return errors.New("discovery: member ID is zero")
-	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 100 * time.Millisecond
-	}
-	if c.MaxPollInterval < c.PollInterval {
-		c.MaxPollInterval = max(2*time.Second, c.PollInterval)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
-}
-
 // JoinURL registers this member with the discovery URL's token and
 // waits until as many members as the token's size have registered; the
 // first of them, by registration, form the cluster, returned in
@@ -118,7 +87,7 @@ func (c *URLConfig) check() error {
 // retried until ctx ends; answers that waiting would not change (an
 // unknown or expired token, a bad size) are not.
 func JoinURL(ctx context.Context, cfg URLConfig) (string, error) {
-	if err := cfg.check(); err != nil {
+	if err := cfg.Joiner.check(); err != nil {
 		return "", err
 	}
 	base, err := ParseURL(cfg.URL)

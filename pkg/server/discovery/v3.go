@@ -39,24 +39,58 @@ type V3Config struct {
 	// Token names the new cluster in the registry; one token bootstraps
 	// one cluster only.
 	Token string
+	// DialTimeout bounds connecting to an endpoint; zero means etcd's
+	// default.
+	DialTimeout time.Duration
+	// Username and Password log in to the discovery cluster when set.
+	Username, Password string
+	// Joiner is the member and how patiently it asks; its PollInterval
+	// is the first pause between two reads of the registry while
+	// members are missing.
+	Joiner
+}
+
+// Joiner is what every discovery way needs of the member that joins: who
+// it is, and how patiently it asks.
+type Joiner struct {
 	// Name and PeerURLs are this member's --name and
 	// --initial-advertise-peer-urls; MemberID is the ID the member will
-	// have, which names its registration key.
+	// have, which names its registration.
 	Name     string
 	PeerURLs []string
 	MemberID uint64
-	// DialTimeout bounds connecting to an endpoint, RequestTimeout each
-	// request; zero means the etcd defaults.
-	DialTimeout    time.Duration
+	// RequestTimeout bounds each request; zero means etcd's default.
 	RequestTimeout time.Duration
-	// PollInterval is the first pause between two reads of the registry
-	// while members are missing; it doubles up to MaxPollInterval.
-	// Zero means 100ms and 2s.
+	// PollInterval is the first pause before asking again; it doubles up
+	// to MaxPollInterval. Zero means 100ms and 2s.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
-	// Username and Password log in to the discovery cluster when set.
-	Username, Password string
-	Logger             *slog.Logger
+	Logger          *slog.Logger
+}
+
+// check refuses a member that cannot register and fills in defaults.
+func (j *Joiner) check() error {
+	switch {
+	case j.Name == "":
+		return errors.New("discovery: member name is empty")
+	case len(j.PeerURLs) == 0:
+		return errors.New("discovery: member has no peer URL")
+	case j.MemberID == 0:
+		return errors.New("discovery: member ID is zero")
+	}
+	if j.RequestTimeout <= 0 {
+		j.RequestTimeout = DefaultRequestTimeout
+	}
+	if j.PollInterval <= 0 {
+		j.PollInterval = 100 * time.Millisecond
+	}
+	if j.MaxPollInterval < j.PollInterval {
+		j.MaxPollInterval = max(2*time.Second, j.PollInterval)
+	}
+	if j.Logger == nil {
+		j.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
 }
 
 // SizeKey is where the operator puts the expected number of members.
@@ -90,29 +124,11 @@ func (c *V3Config) check() error {
 		return errors.New("discovery: the discovery token is empty")
 	case strings.Contains(c.Token, "/"):
 		return fmt.Errorf("discovery: the discovery token %q must not contain '/'", c.Token)
-	case c.Name == "":
-		return errors.New("discovery: member name is empty")
-	case len(c.PeerURLs) == 0:
-		return errors.New("discovery: member has no peer URL")
-	case c.MemberID == 0:
-		return errors.New("discovery: member ID is zero")
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
-	if c.RequestTimeout <= 0 {
-		c.RequestTimeout = DefaultRequestTimeout
-	}
-	if c.PollInterval <= 0 {
-		c.PollInterval = 100 * time.Millisecond
-	}
-	if c.MaxPollInterval < c.PollInterval {
-		c.MaxPollInterval = max(2*time.Second, c.PollInterval)
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return nil
+	return c.Joiner.check()
 }
 
 // JoinV3 registers this member under cfg.Token and waits until as many

@@ -49,7 +49,7 @@ func TestRegistryCluster(t *testing.T) {
 }
 
 func TestJoinV3Config(t *testing.T) {
-	ok := V3Config{Endpoints: []string{"127.0.0.1:1"}, Token: "t", Name: "m", PeerURLs: []string{"http://127.0.0.1:2"}, MemberID: 1}
+	ok := V3Config{Endpoints: []string{"127.0.0.1:1"}, Token: "t", Joiner: Joiner{Name: "m", PeerURLs: []string{"http://127.0.0.1:2"}, MemberID: 1}}
 	tests := []struct {
 		name    string
 		change  func(*V3Config)
