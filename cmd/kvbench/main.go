@@ -95,7 +95,7 @@ func newRoot(o *options) *cobra.Command {
 	}
 	root.AddCommand(putCommand(o), rangeCommand(o), watchCommand(o),
 		leaseKeepAliveCommand(o), leaseExpiryCommand(o), authSetupCommand(o), cliCommand(o), defragCommand(o),
-		firstReadCommand(o))
+		firstReadCommand(o), fullRangeCommand(o), rssCommand(o))
 	return root
 }
 

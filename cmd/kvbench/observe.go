@@ -168,21 +168,7 @@ func resetPeakRSS(pids []int) {
 }
 
 // peakRSS adds up the peak resident set size (VmHWM) of pids, in bytes.
-func peakRSS(pids []int) (int64, error) {
-	var total int64
-	for _, pid := range pids {
-		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-		if err != nil {
-			return 0, fmt.Errorf("server rss: %w", err)
-		}
-		kib, err := statusKiB(string(b), "VmHWM")
-		if err != nil {
-			return 0, fmt.Errorf("server rss: /proc/%d/status: %w", pid, err)
-		}
-		total += kib << 10
-	}
-	return total, nil
-}
+func peakRSS(pids []int) (int64, error) { return sumStatus(pids, "VmHWM") }
 
 // statusKiB reads the field name ("VmHWM:   1234 kB") of a
 // /proc/<pid>/status text.
