@@ -78,6 +78,12 @@
 # of a cluster holding RESTART_KEYS keys of 1 KiB to its first linearizable
 # read, whole and one member at a time; scripts/bench_restart.sh says how.
 #
+# The memory scenarios (opt-in: SCENARIOS="... memory"; single member) give
+# a member's anonymous RSS after loading MEMORY_KEYS keys of 1 KiB, and its
+# peak RSS while MEMORY_CLIENTS clients each read the whole key space at
+# once (MEMORY_MODES: one Range without limit, RangeStream, pages of 1,000);
+# scripts/bench_memory.sh says how.
+#
 # The TLS scenarios (opt-in: SCENARIOS="... tls") run puts and ranges as the
 # put and range rows do, on clusters of their own whose client and peer URLs
 # are https, with client certificates required both ways (--client-cert-auth,
@@ -89,6 +95,7 @@
 #   SCENARIOS=defrag DEFRAG_FILL=$((1100 << 20)) scripts/bench.sh
 #   MEMBERS=1 SCENARIOS=metrics METRICS=extensive scripts/bench.sh
 #   ROUNDS=5 SCENARIOS=restart scripts/bench.sh
+#   ROUNDS=3 SCENARIOS=memory scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -111,7 +118,7 @@ DEFRAG_FILL=${DEFRAG_FILL:-$((1100 << 20))}
 DEFRAG_RATE=${DEFRAG_RATE:-200}
 METRICS=${METRICS:-basic}
 for kind in $SCENARIOS; do
-  case $kind in put | range | watch | watchrange | lease | auth | defrag | metrics | snapshot | tls | restart) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, watchrange, lease, auth, defrag, metrics, snapshot, tls or restart)" >&2; exit 1 ;; esac
+  case $kind in put | range | watch | watchrange | lease | auth | defrag | metrics | snapshot | tls | restart | memory) ;; *) echo "bench.sh: unknown scenario kind $kind in SCENARIOS (want put, range, watch, watchrange, lease, auth, defrag, metrics, snapshot, tls, restart or memory)" >&2; exit 1 ;; esac
 done
 # The Makefile exports KVD_ETCD_BIN; without it, look where `make tools` builds.
 ETCD=${KVD_ETCD_BIN:-$HOME/.cache/kvd-tools/$(sha256sum tools/etcdref/go.sum | cut -c1-12)/etcd}
@@ -445,5 +452,13 @@ case " $SCENARIOS " in
   # shellcheck source=scripts/bench_restart.sh
   . scripts/bench_restart.sh
   restart_bench
+  ;;
+esac
+
+case " $SCENARIOS " in
+*" memory "*)
+  # shellcheck source=scripts/bench_memory.sh
+  . scripts/bench_memory.sh
+  memory_bench
   ;;
 esac
