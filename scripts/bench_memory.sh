@@ -11,6 +11,9 @@
 #    16-byte sequential keys), and after a few seconds' rest the member's
 #    anonymous resident memory (RssAnon of /proc/<pid>/status: heap and
 #    stacks, not the pages of the mmapped database) is read (`kvbench rss`);
+#  - memory-anon-after-restart: the same figure a second after the member
+#    restarted with that data, before the reads below (one sample for each
+#    mode), the floor under their peaks;
 #  - memory-peak-MODE-Nclients, for each MODE of MEMORY_MODES: the member is
 #    restarted (so what an earlier read left on its heap does not count),
 #    its peak RSS (VmHWM) reset, and MEMORY_CLIENTS clients, each on a
@@ -28,16 +31,21 @@ MEMORY_MODES=${MEMORY_MODES:-range stream}
 # shellcheck source=scripts/bench_restart.sh
 . scripts/bench_restart.sh
 
-# memory_field SYSTEM ROW FIELD ARGS... runs kvbench ARGS against SYSTEM's
-# member and appends the RESULT's FIELD to the ROW file of SYSTEM; a server
-# answering Unimplemented leaves the file as it was.
+# memory_field SYSTEM "ROW=FIELD..." ARGS... runs kvbench ARGS against
+# SYSTEM's member and appends, for each ROW=FIELD, the RESULT's FIELD to the
+# ROW file of SYSTEM; a server answering Unimplemented leaves the files as
+# they were.
 memory_field() {
-  local sys=$1 row=$2 fieldname=$3 res rc=0
-  shift 3
+  local sys=$1 pairs=$2 res rc=0 pair
+  shift 2
   res=$($BENCH --endpoints "${eps[$sys]}" --server-pids "${pid[${sys}0]}" "$@" </dev/null 2>"$work/memory.err") || rc=$?
   case $rc in
-    0) grep '^RESULT' <<<"$res" | field "$fieldname" >>"$work/memory-$row.$sys" ;;
-    3) echo "        $sys does not support $row (the server answered Unimplemented)" >&2 ;;
+    0)
+      for pair in $pairs; do
+        grep '^RESULT' <<<"$res" | field "${pair#*=}" >>"$work/memory-${pair%%=*}.$sys"
+      done
+      ;;
+    3) echo "        $sys does not support $* (the server answered Unimplemented)" >&2 ;;
     *)
       echo "bench.sh: kvbench $* against $sys failed (status $rc):" >&2
       cat "$work/memory.err" >&2
@@ -63,7 +71,7 @@ memory_report() { # ROW: prints the rows of both systems and the ratio
 }
 
 memory_bench() {
-  local sys mode rows=(memory-anon-after-load) row
+  local sys mode rows=(memory-anon-after-load memory-anon-after-restart) row
   for mode in $MEMORY_MODES; do rows+=("memory-peak-$mode-${MEMORY_CLIENTS}clients"); done
   for sys in "${SYSTEMS[@]}"; do
     for row in "${rows[@]}"; do : >"$work/memory-$row.$sys"; done
@@ -77,12 +85,12 @@ memory_bench() {
         echo "bench.sh: filling $sys failed" >&2
         exit 1
       }
-      memory_field "$sys" memory-anon-after-load anon_rss_mib rss --settle 3s
+      memory_field "$sys" memory-anon-after-load=anon_rss_mib rss --settle 3s
       for mode in $MEMORY_MODES; do
         stop_member "$sys" "${sys}0"
         restart_member "$sys" "${sys}0"
         wait_healthy "${sys}0" "${eps[$sys]##*:}" "${logs[${sys}0]}"
-        memory_field "$sys" "memory-peak-$mode-${MEMORY_CLIENTS}clients" peak_rss_mib \
+        memory_field "$sys" "memory-anon-after-restart=anon_rss_mib memory-peak-$mode-${MEMORY_CLIENTS}clients=peak_rss_mib" \
           --conns "$MEMORY_CLIENTS" --clients "$MEMORY_CLIENTS" full-range --mode "$mode" --settle 1s
       done
       stop_cluster "$sys"
