@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -63,7 +64,9 @@ type Backend struct {
 	// time; bg tracks the closing of files a defrag replaced.
 	j        journal
 	defragMu sync.Mutex
-	bg       sync.WaitGroup
+	// size is the committed database's size, set as each batch begins.
+	size atomic.Int64
+	bg   sync.WaitGroup
 	// afterChunk, set by tests only, runs between two copy chunks.
 	afterChunk func()
 
@@ -123,6 +126,7 @@ func (b *Backend) begin() error {
 		return fmt.Errorf("begin batch transaction: %w", err)
 	}
 	b.tx = tx
+	b.size.Store(tx.Size())
 	b.bkts = make(map[string]*bolt.Bucket, len(buckets))
 	for _, name := range buckets {
 		bk, err := tx.CreateBucketIfNotExists(name)
@@ -265,12 +269,9 @@ func (b *Backend) ForceCommit() {
 	}
 }
 
-// Size is the database file's size in bytes.
-func (b *Backend) Size() int64 {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	return b.tx.Size()
-}
+// Size is the database file's size in bytes as of the last commit. It is
+// read without the writer lock: the quota check asks it on every write.
+func (b *Backend) Size() int64 { return b.size.Load() }
 
 // SizeInUse is the size of the pages that hold data, excluding free ones.
 func (b *Backend) SizeInUse() int64 {
