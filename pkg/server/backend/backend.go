@@ -47,6 +47,11 @@ type Config struct {
 	OnCommit func(time.Duration)
 }
 
+// PreCommit writes what must be durable together with a batch's other
+// writes, such as the applied raft index, once per batch rather than once
+// per write. It runs with the writer lock held.
+type PreCommit func(WriteTx) error
+
 // Backend is an open database.
 type Backend struct {
 	cfg Config
@@ -56,10 +61,11 @@ type Backend struct {
 	// mu guards tx: writers and the committer hold it exclusively,
 	// readers shared. bbolt allows concurrent reads of a transaction
 	// that nobody is writing to.
-	mu      sync.RWMutex
-	tx      *bolt.Tx
-	bkts    map[string]*bolt.Bucket
-	pending int
+	mu        sync.RWMutex
+	tx        *bolt.Tx
+	bkts      map[string]*bolt.Bucket
+	pending   int
+	preCommit PreCommit
 	// j records writes for a running defrag; defragMu lets one run at a
 	// time; bg tracks the closing of files a defrag replaced.
 	j        journal
@@ -167,7 +173,10 @@ func (b *Backend) commitLoop() {
 // on restart.
 func (b *Backend) commitLocked() {
 	start := time.Now()
-	err := b.tx.Commit()
+	err := b.runPreCommit()
+	if err == nil {
+		err = b.tx.Commit()
+	}
 	if b.cfg.OnCommit != nil {
 		b.cfg.OnCommit(time.Since(start))
 	}
@@ -260,6 +269,24 @@ func forEach(bk *bolt.Bucket, start []byte, fn func(k, v []byte) bool) {
 	}
 }
 
+// SetPreCommit makes fn run in every batch just before it commits, and
+// before a defrag takes the last of its journal.
+func (b *Backend) SetPreCommit(fn PreCommit) {
+	b.mu.Lock()
+	b.preCommit = fn
+	b.mu.Unlock()
+}
+
+func (b *Backend) runPreCommit() error {
+	if b.preCommit == nil {
+		return nil
+	}
+	if err := b.preCommit(WriteTx{b}); err != nil {
+		return fmt.Errorf("before commit: %w", err)
+	}
+	return nil
+}
+
 // ForceCommit commits the pending batch now.
 func (b *Backend) ForceCommit() {
 	b.mu.Lock()
@@ -291,8 +318,8 @@ func (b *Backend) Close() error {
 	defer b.defragMu.Unlock()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	err := b.tx.Commit()
-	err = errors.Join(err, b.db.Close())
+	err := b.runPreCommit()
+	err = errors.Join(err, b.tx.Commit(), b.db.Close())
 	b.bg.Wait()
 	return err
 }

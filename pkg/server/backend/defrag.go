@@ -359,6 +359,11 @@ func (b *Backend) swap(ndb *bolt.DB, tmp string, gen uint64, st *DefragStats) er
 	if b.j.gen != gen || b.stopped() {
 		return ErrDefragAborted
 	}
+	// The old file's batch is dropped, not committed: what its commit
+	// would have added goes through the journal like every other write.
+	if err := b.runPreCommit(); err != nil {
+		return err
+	}
 	changes := b.j.take()
 	ndb.NoSync, ndb.NoGrowSync = false, false
 	if err := replay(ndb, changes); err != nil {

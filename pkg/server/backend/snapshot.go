@@ -1,6 +1,7 @@
 package backend
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -75,7 +76,7 @@ func (b *Backend) Replace(path string) error {
 	// A defrag copying the old file must not swap it back in.
 	b.j.stop()
 	b.j.gen++
-	if err := b.tx.Commit(); err != nil {
+	if err := errors.Join(b.runPreCommit(), b.tx.Commit()); err != nil {
 		return fmt.Errorf("commit before replacing database: %w", err)
 	}
 	b.pending = 0

@@ -47,7 +47,12 @@ type Store struct {
 	rev        int64
 	compactRev int64
 
-	ci, term uint64
+	// ci and term are the last applied raft entry's. They reach the
+	// database once per batch, just before it commits (saveApplied):
+	// ciUnsaved says they changed since. Both are written with the
+	// backend's writer lock held, as saveApplied runs.
+	ci, term  uint64
+	ciUnsaved bool
 
 	// observer hears of every committed write txn: its revision and its
 	// changes. Set once, before writes start (see NewWatchable).
@@ -69,6 +74,7 @@ func New(be *backend.Backend, lg *slog.Logger) (*Store, error) {
 	if err := s.load(); err != nil {
 		return nil, err
 	}
+	be.SetPreCommit(s.saveApplied)
 	return s, nil
 }
 
@@ -97,6 +103,7 @@ func (s *Store) load() error {
 	var wanted int64
 	s.be.Read(func(tx backend.ReadTx) {
 		s.ci, s.term = ConsistentIndexIn(tx)
+		s.ciUnsaved = false
 		s.compactRev = compactRevIn(tx.Get(backend.Meta, metaCompactDone))
 		wanted = compactRevIn(tx.Get(backend.Meta, metaCompactWanted))
 		tx.ForEach(backend.Key, nil, func(k, v []byte) bool {
@@ -183,6 +190,23 @@ func (s *Store) CompactRev() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.compactRev
+}
+
+// saveApplied puts the consistent index and term into the batch about to
+// commit, so that the effects of every entry in it and the marker that
+// they happened commit together or not at all.
+func (s *Store) saveApplied(tx backend.WriteTx) error {
+	if !s.ciUnsaved {
+		return nil
+	}
+	if err := tx.Put(backend.Meta, metaConsistentIndex, putUint(s.ci)); err != nil {
+		return err
+	}
+	if err := tx.Put(backend.Meta, metaConsistentTerm, putUint(s.term)); err != nil {
+		return err
+	}
+	s.ciUnsaved = false
+	return nil
 }
 
 // ConsistentIndex is the raft index and term of the last applied entry.

@@ -21,8 +21,8 @@ type TxnWrite struct {
 }
 
 // Write runs fn as one write transaction and records index and term as
-// the consistent index in the same database batch, so the effects and the
-// marker that they happened commit together or not at all.
+// the consistent index, which reaches the database in the same batch as
+// the effects (see saveApplied).
 func (s *Store) Write(index, term uint64, fn func(*TxnWrite) error) error {
 	var t *TxnWrite
 	err := s.write(index, term, func(tx *TxnWrite) error { t = tx; return fn(tx) })
@@ -48,13 +48,7 @@ func (s *Store) write(index, term uint64, fn func(*TxnWrite) error) error {
 		if len(t.changes) > 0 {
 			s.rev = t.main
 		}
-		s.ci, s.term = index, term
-		if perr := tx.Put(backend.Meta, metaConsistentIndex, putUint(index)); perr != nil {
-			return perr
-		}
-		if perr := tx.Put(backend.Meta, metaConsistentTerm, putUint(term)); perr != nil {
-			return perr
-		}
+		s.ci, s.term, s.ciUnsaved = index, term, true
 		return err
 	})
 }
