@@ -23,11 +23,9 @@ const noLeaderChecks = 3
 
 // requireLeader says whether the call's metadata asks for a leader.
 func requireLeader(ctx context.Context) bool {
-	md, ok := metadata.FromIncomingContext(ctx)
-	if !ok {
-		return false
-	}
-	v := md.Get(rpctypes.MetadataRequireLeaderKey)
+	// ValueFromIncomingContext looks the one key up; FromIncomingContext
+	// would copy the whole metadata map on every call.
+	v := metadata.ValueFromIncomingContext(ctx, rpctypes.MetadataRequireLeaderKey)
 	return len(v) > 0 && v[0] == rpctypes.MetadataHasLeader
 }
 
