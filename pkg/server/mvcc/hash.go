@@ -150,7 +150,7 @@ func (s *Store) hashesTombstoneAt(rev int64) bool {
 // frees. A key deleted at or before rev contributes nothing.
 func (t *treeIndex) latestAt(rev int64) map[Revision]struct{} {
 	keep := map[Revision]struct{}{}
-	t.tree.Ascend(func(ki *keyIndex) bool {
+	t.each(func(ki *keyIndex) bool {
 		if r, ok := ki.latestAt(rev); ok {
 			keep[r] = struct{}{}
 		}

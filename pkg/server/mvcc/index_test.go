@@ -1,6 +1,11 @@
 package mvcc
 
-import "testing"
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
 
 func TestKeyIndexGenerations(t *testing.T) {
 	ki := &keyIndex{key: []byte("k")}
@@ -67,6 +72,51 @@ func TestTreeIndexAscend(t *testing.T) {
 		ti.ascend([]byte(tt.key), endOf(tt.end), func(ki *keyIndex) bool { got += string(ki.key); return true })
 		if got != tt.want {
 			t.Errorf("ascend(%q, %q) = %q, want %q", tt.key, tt.end, got, tt.want)
+		}
+	}
+}
+
+// The tree orders keys exactly as bytes.Compare does, whatever their
+// lengths and wherever they first differ, inside the eight bytes kept in
+// each item or beyond them.
+func TestIndexItemOrderIsByteOrder(t *testing.T) {
+	keys := [][]byte{
+		{}, {0}, {0, 0}, []byte("a"), []byte("a\x00"), []byte("a\x00\x00"), []byte("ab"),
+		[]byte("abcdefgh"), []byte("abcdefgh\x00"), []byte("abcdefghi"), []byte("abcdefgi"),
+		[]byte("abcdefg"), []byte("abcdefg\xff"), {0xff}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+		[]byte("/registry/pods/a"), []byte("/registry/pods/b"), []byte("/registry/pod"),
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	for range 2000 {
+		k := make([]byte, rng.IntN(12))
+		for i := range k {
+			k[i] = byte(rng.IntN(3)) // few byte values: many shared heads and zero bytes
+		}
+		keys = append(keys, k)
+	}
+	for _, a := range keys {
+		for _, b := range keys[:40] {
+			want := bytes.Compare(a, b) < 0
+			if got := lessItem(itemOf(a, nil), itemOf(b, nil)); got != want {
+				t.Fatalf("less(%q, %q) = %v, want %v", a, b, got, want)
+			}
+		}
+	}
+	ti := newTreeIndex()
+	for _, k := range keys {
+		ti.getOrCreate(k)
+	}
+	var got [][]byte
+	ti.each(func(ki *keyIndex) bool { got = append(got, ki.key); return true })
+	want := slices.Clone(keys)
+	slices.SortFunc(want, bytes.Compare)
+	want = slices.CompactFunc(want, bytes.Equal)
+	if !slices.EqualFunc(got, want, bytes.Equal) {
+		t.Fatalf("tree holds %d keys out of order or lost some; want %d", len(got), len(want))
+	}
+	for _, k := range want {
+		if ki := ti.get(k); ki == nil || !bytes.Equal(ki.key, k) {
+			t.Fatalf("get(%q) = %v", k, ki)
 		}
 	}
 }
