@@ -33,7 +33,10 @@
 # latencies and in the server CPU per put.
 #
 # The lease scenarios come from two kvbench commands (their doc comments in
-# cmd/kvbench/lease.go and lease_expiry.go say more):
+# cmd/kvbench/lease.go and lease_expiry.go say more), and a put row,
+# lease-put-100clients, the put-100clients load with every key attached to
+# one lease: its CPU per request beside put-100clients' is what leases cost
+# a write:
 #  - lease-keepalive grants LEASE_KEEPALIVE_LEASES leases from 100 clients
 #    (row lease-grant-N), renews them LEASE_KEEPALIVES times over ONE
 #    keep-alive stream with at most 100 unanswered (row lease-keepalive-N:
@@ -249,6 +252,8 @@ all_scenarios() {
     done
   fi
   echo "lease-%s-$LEASE_KEEPALIVE_LEASES|--conns 100 --clients 100 lease-keepalive --leases $LEASE_KEEPALIVE_LEASES --total $LEASE_KEEPALIVES --window 100 --target $LEASE_TARGET"
+  # What attaching keys to a lease costs a put: compare with put-100clients.
+  echo "lease-put-100clients|--conns 100 --clients 100 $srv $put --lease-ttl 3600 --total $TOTAL"
   echo "lease-expiry-${LEASE_EXPIRY_LEASES}x${LEASE_TTL}s|--conns 10 --clients 10 lease-expiry --leases $LEASE_EXPIRY_LEASES --ttl $LEASE_TTL"
   # Last: they enable auth on the cluster (see enable_auth).
   echo "auth-put-100clients|--user $AUTH_USER --conns 100 --clients 100 $srv $put --total $TOTAL"

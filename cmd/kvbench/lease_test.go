@@ -301,3 +301,29 @@ func isLeader(t *testing.T, ep string) bool {
 	}
 	return resp.Leader == resp.Header.MemberId
 }
+
+// put --lease-ttl attaches every key it writes to the one lease it grants.
+func TestPutWithLeaseAttachesEveryKey(t *testing.T) {
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) {
+			m := s.start(t)
+			out, code := runKvbench(t, "--endpoints", m.Endpoint, "--clients", "4", "put",
+				"--key-space-size", "50", "--sequential-keys", "--lease-ttl", "600", "--total", "200")
+			if code != 0 {
+				t.Fatalf("exit status %d; output:\n%s", code, out)
+			}
+			lc := pb.NewLeaseClient(dialTest(t, m.Endpoint))
+			leases, err := lc.LeaseLeases(context.Background(), &pb.LeaseLeasesRequest{})
+			if err != nil || len(leases.Leases) != 1 {
+				t.Fatalf("leases after the run: %v, %v; want exactly one", leases, err)
+			}
+			ttl, err := lc.LeaseTimeToLive(context.Background(), &pb.LeaseTimeToLiveRequest{ID: leases.Leases[0].ID, Keys: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ttl.Keys) != 50 || ttl.GrantedTTL != 600 {
+				t.Fatalf("lease holds %d keys with granted TTL %d, want 50 keys and 600", len(ttl.Keys), ttl.GrantedTTL)
+			}
+		})
+	}
+}

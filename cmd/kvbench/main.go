@@ -115,6 +115,7 @@ func exitCode(err error) int {
 func putCommand(o *options) *cobra.Command {
 	var keySize, valSize, keySpace int
 	var sequential bool
+	var leaseTTL int64
 	cmd := &cobra.Command{
 		Use:   "put",
 		Short: "Benchmark puts",
@@ -122,13 +123,17 @@ func putCommand(o *options) *cobra.Command {
 		RunE: func(*cobra.Command, []string) error {
 			val := make([]byte, valSize)
 			_, _ = rand.Read(val)
+			lease, err := o.grantForRun(leaseTTL)
+			if err != nil {
+				return err
+			}
 			var seq atomic.Int64
 			return o.run(func(ctx context.Context, kv pb.KVClient) error {
 				k := randInt(int64(keySpace))
 				if sequential {
 					k = seq.Add(1) % int64(max(keySpace, 1))
 				}
-				_, err := kv.Put(ctx, &pb.PutRequest{Key: makeKey(k, keySize), Value: val})
+				_, err := kv.Put(ctx, &pb.PutRequest{Key: makeKey(k, keySize), Value: val, Lease: lease})
 				return err
 			})
 		},
@@ -137,7 +142,31 @@ func putCommand(o *options) *cobra.Command {
 	cmd.Flags().IntVar(&valSize, "val-size", 8, "value size in bytes")
 	cmd.Flags().IntVar(&keySpace, "key-space-size", 1, "number of distinct keys")
 	cmd.Flags().BoolVar(&sequential, "sequential-keys", false, "use sequential keys instead of random ones")
+	cmd.Flags().Int64Var(&leaseTTL, "lease-ttl", 0, "attach every key to one lease of this many seconds, granted before the run (0: no lease); make it outlast the run, as it is not kept alive")
 	return cmd
+}
+
+// grantForRun grants a lease of ttl seconds on the first endpoint for the
+// whole run, or returns 0 when ttl is 0.
+func (o *options) grantForRun(ttl int64) (int64, error) {
+	if ttl == 0 {
+		return 0, nil
+	}
+	if len(o.endpoints) == 0 {
+		return 0, fmt.Errorf("--endpoints must name at least one endpoint")
+	}
+	conn, err := o.dial(o.endpoints[0])
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := pb.NewLeaseClient(conn).LeaseGrant(ctx, &pb.LeaseGrantRequest{TTL: ttl})
+	if err != nil {
+		return 0, fmt.Errorf("grant the run's lease: %w", asUnsupported(err))
+	}
+	return resp.ID, nil
 }
 
 func rangeCommand(o *options) *cobra.Command {
