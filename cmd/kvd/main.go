@@ -99,7 +99,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Uint("bcrypt-cost", uint(d.BcryptCost), "Cost of the bcrypt hashes of user passwords (4 to 31).")
 	fs.String("auth-token", d.AuthToken, "Kind of auth token handed out on authentication: 'simple' (random tokens kept by every member) or 'jwt,sign-method=<RS256|RS384|RS512|PS256|PS384|PS512|ES256|ES384|ES512|EdDSA|HS256|HS384|HS512>,priv-key=<PEM file>,pub-key=<PEM file>,ttl=<duration>' (signed tokens any member verifies; pub-key alone verifies only; ttl defaults to 5m).")
 	fs.Uint("auth-token-ttl", uint(d.AuthTokenTTL/time.Second), "Seconds an unused simple token stays valid.")
-	fs.Int64("gc-heap-floor", 64<<20, "kvd only: the Go heap may grow to this many bytes before a collection, however little of it is live; fewer collections under load, and idle members hand free memory back. 0 leaves Go's default pacing; so does setting GOGC.")
+	fs.Int64("gc-heap-floor", 64<<20, "kvd only: the Go heap may grow to this many bytes before a collection, however little of it is live; fewer collections under load. 0 leaves Go's default pacing; so does setting GOGC.")
 	fs.Int64("quota-backend-bytes", 0, "Most bytes the database may grow to; past it, writes are refused and the NOSPACE alarm is raised until an operator frees space and disarms it. 0 means the default of 2 GiB, a negative value no quota.")
 	fs.Duration("corrupt-check-time", 0, "How often the leader compares the members' key-space hashes and raises the CORRUPT alarm for one that differs (0: never).")
 	fs.String("feature-gates", "", "Comma-separated Name=bool pairs of etcd's feature gates; kvd acts on InitialCorruptCheck (compare this member's hash with its peers' before serving, and refuse to start when they differ) and accepts etcd's others.")

@@ -11,10 +11,8 @@
 // Floor the runtime's own pacing applies unchanged, so large reads do not
 // let the heap grow beyond twice what they hold.
 //
-// A heap goal held up by the floor also keeps garbage pages resident.
-// When the server goes idle (it allocates almost nothing for IdleAfter),
-// the pacer collects once and hands free memory back to the system, so a
-// member at rest holds about what it uses.
+// A heap goal held up by the floor also keeps garbage pages resident while
+// the member is busy; package memtrim hands them back once it goes quiet.
 package gcpace
 
 import (
@@ -36,12 +34,6 @@ type Config struct {
 	MaxPercent int
 	// Interval is how often the heap is looked at; 0 means 100 ms.
 	Interval time.Duration
-	// IdleAfter is how long the server must allocate less than IdleBytes
-	// per Interval before free memory is returned; 0 means 2 s.
-	IdleAfter time.Duration
-	// IdleBytes is the allocation per Interval below which the server
-	// counts as idle; 0 means 256 KiB.
-	IdleBytes uint64
 }
 
 func (c Config) withDefaults() Config {
@@ -54,12 +46,6 @@ func (c Config) withDefaults() Config {
 	if c.Interval <= 0 {
 		c.Interval = 100 * time.Millisecond
 	}
-	if c.IdleAfter <= 0 {
-		c.IdleAfter = 2 * time.Second
-	}
-	if c.IdleBytes == 0 {
-		c.IdleBytes = 256 << 10
-	}
 	return c
 }
 
@@ -71,18 +57,14 @@ func Run(ctx context.Context, cfg Config) {
 	}
 	cfg = cfg.withDefaults()
 	p := newPacer(cfg)
-	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/heap/allocs:bytes"}}
+	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	t := time.NewTicker(cfg.Interval)
 	defer t.Stop()
 	defer debug.SetGCPercent(cfg.Percent)
 	for {
 		metrics.Read(samples)
-		live, allocs := sampleUint(samples[0]), sampleUint(samples[1])
-		if pct, ok := p.percent(live); ok {
+		if pct, ok := p.percent(sampleUint(samples[0])); ok {
 			debug.SetGCPercent(pct)
-		}
-		if p.idle(allocs) {
-			debug.FreeOSMemory()
 		}
 		select {
 		case <-ctx.Done():
@@ -99,14 +81,10 @@ func sampleUint(s metrics.Sample) uint64 {
 	return s.Value.Uint64()
 }
 
-// pacer decides, from samples of the heap, what GOGC should be and when
-// to hand memory back. It has no clock: each call is one Interval.
+// pacer decides, from the live heap, what GOGC should be.
 type pacer struct {
-	cfg        Config
-	set        int    // the GOGC last applied, 0 before the first
-	lastAllocs uint64 // cumulative allocation at the last look
-	quiet      int    // consecutive quiet intervals
-	released   bool   // memory was returned since the last busy interval
+	cfg Config
+	set int // the GOGC last applied, 0 before the first
 }
 
 func newPacer(cfg Config) *pacer { return &pacer{cfg: cfg} }
@@ -137,23 +115,4 @@ func within(a, b, pct int) bool {
 		d = -d
 	}
 	return d*100 <= b*pct
-}
-
-// idle takes the cumulative allocation count and says whether memory
-// should be handed back now: once per quiet spell, after IdleAfter of
-// allocating less than IdleBytes an interval.
-func (p *pacer) idle(allocs uint64) bool {
-	delta := allocs - p.lastAllocs
-	first := p.lastAllocs == 0
-	p.lastAllocs = allocs
-	if first || delta >= p.cfg.IdleBytes {
-		p.quiet, p.released = 0, false
-		return false
-	}
-	p.quiet++
-	if p.released || time.Duration(p.quiet)*p.cfg.Interval < p.cfg.IdleAfter {
-		return false
-	}
-	p.released = true
-	return true
 }

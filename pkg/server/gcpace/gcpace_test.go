@@ -1,9 +1,6 @@
 package gcpace
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestPercentKeepsTheGoalAtTheFloor(t *testing.T) {
 	const mib = 1 << 20
@@ -35,32 +32,5 @@ func TestPercentHonoursTheBasePercent(t *testing.T) {
 	p := newPacer(Config{Floor: 100, Percent: 400}.withDefaults())
 	if got, _ := p.percent(50); got != 400 {
 		t.Fatalf("a floor needing less than the base GOGC gave %d, want the base 400", got)
-	}
-}
-
-func TestIdleReleasesOncePerQuietSpell(t *testing.T) {
-	cfg := Config{Floor: 1, Interval: 100 * time.Millisecond, IdleAfter: 300 * time.Millisecond, IdleBytes: 1000}.withDefaults()
-	p := newPacer(cfg)
-	// Cumulative allocation counts, one per interval, and whether memory
-	// should be handed back after each.
-	steps := []struct {
-		allocs uint64
-		want   bool
-	}{
-		{5000, false},  // first look: nothing to compare with
-		{50000, false}, // busy
-		{50100, false}, // quiet 1
-		{50200, false}, // quiet 2
-		{50300, true},  // quiet 3 = IdleAfter: release
-		{50400, false}, // still quiet: released already
-		{90000, false}, // busy again
-		{90001, false},
-		{90002, false},
-		{90003, true}, // a new quiet spell releases again
-	}
-	for i, st := range steps {
-		if got := p.idle(st.allocs); got != st.want {
-			t.Fatalf("step %d (allocs %d): idle = %v, want %v", i, st.allocs, got, st.want)
-		}
 	}
 }
