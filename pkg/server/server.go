@@ -233,6 +233,11 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 		Logger:         s.lg,
 		OnWALSync:      s.metrics.ObserveWALSync,
 	}
+	if gone, err := raftnode.DiscardUnstarted(dir, s.lg); err != nil {
+		return nil, err
+	} else if gone {
+		s.lg.Warn("the WAL holds no raft state: the member stopped while bootstrapping; bootstrapping again", "dir", dir)
+	}
 	boot := &bootstrap{fresh: !raftnode.WALExists(dir)}
 	if boot.fresh {
 		if err := s.bootstrapCluster(ctx, boot); err != nil {

@@ -35,6 +35,41 @@ type disk struct {
 // how a restarted member knows to ignore its bootstrap flags.
 func WALExists(dir string) bool { return wal.Exist(filepath.Join(dir, "wal")) }
 
+// DiscardUnstarted removes the WAL under dir when it holds no raft state
+// at all: no snapshot, an empty hard state and no entry. A member leaves
+// such a WAL when it stops after creating it but before raft persisted
+// its first Ready; restarting from it, raft would know of no voter and the
+// member would never elect or follow anyone. Nothing in it was ever
+// promised to a peer, so the member may bootstrap again from its flags.
+// It reports whether it removed the WAL.
+func DiscardUnstarted(dir string, lg *slog.Logger) (bool, error) {
+	walDir := filepath.Join(dir, "wal")
+	if !wal.Exist(walDir) {
+		return false, nil
+	}
+	if _, err := wal.NewSnapshotter(filepath.Join(dir, "snap"), lg).Load(); !errors.Is(err, wal.ErrNoSnapshot) {
+		return false, nil // a snapshot, or a snapshot dir to look at more closely: keep it
+	}
+	w, err := wal.Open(walDir, wal.Snapshot{}, lg)
+	if err != nil {
+		return false, fmt.Errorf("open wal: %w", err)
+	}
+	_, hs, ents, err := w.ReadAll()
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("read wal: %w", err)
+	}
+	if len(ents) > 0 || (hs != nil && (hs.GetTerm() != 0 || hs.GetVote() != 0 || hs.GetCommit() != 0)) {
+		return false, nil
+	}
+	if err := os.RemoveAll(walDir); err != nil {
+		return false, fmt.Errorf("remove unstarted wal %s: %w", walDir, err)
+	}
+	return true, nil
+}
+
 // openDisk creates or reopens the WAL and snapshot directory under dir and
 // fills storage with what they hold.
 func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog.Logger) (*disk, *Restored, error) {
