@@ -200,6 +200,7 @@ func (s *Server) applyMemberAttrs(index, term uint64, r *membershippb.ClusterMem
 func (s *Server) maybeSnapshot() {
 	applied := s.applied.get()
 	if applied-s.snapIndex <= s.cfg.SnapshotCount {
+		s.maybeCompactLog(applied)
 		return
 	}
 	start := time.Now()
@@ -211,6 +212,23 @@ func (s *Server) maybeSnapshot() {
 	s.metrics.ObserveSnapshotSave(time.Since(start))
 	s.lg.Info("saved raft snapshot", "index", applied)
 	s.snapIndex = applied
+}
+
+// logCompactEvery is how many applied entries pass between two trims of
+// the raft log held in memory, etcd's figure.
+const logCompactEvery = 100
+
+// maybeCompactLog trims the raft log held in memory to the catch-up
+// entries behind applied, between two snapshots.
+func (s *Server) maybeCompactLog(applied uint64) {
+	if applied-s.logCompactIndex <= logCompactEvery {
+		return
+	}
+	if err := s.node.CompactLog(applied, s.confState.get()); err != nil {
+		s.lg.Error("compact raft log in memory", "index", applied, "err", err)
+		return
+	}
+	s.logCompactIndex = applied
 }
 
 // confStateHolder keeps the latest raft configuration for snapshots.

@@ -59,8 +59,9 @@ type Server struct {
 	reads   *readLoop
 
 	// Owned by the apply loop.
-	snapIndex uint64
-	confState confStateHolder
+	snapIndex       uint64
+	logCompactIndex uint64
+	confState       confStateHolder
 
 	listeners        []net.Listener
 	peerListeners    []net.Listener

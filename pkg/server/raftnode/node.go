@@ -445,6 +445,23 @@ func (n *Node) Snapshot(index uint64, cs *raftpb.ConfState) error {
 	if err := n.disk.snaps.Purge(5); err != nil {
 		n.lg.Warn("purge old snapshots", "err", err)
 	}
+	return n.compact(index)
+}
+
+// CompactLog drops from memory the log entries more than CatchUpEntries
+// behind index, an applied index, without writing anything: the WAL keeps
+// them until the next Snapshot. A lagging peer that needs an entry
+// dropped is sent the database, as after a Snapshot. Done every few
+// hundred entries, as etcd does, this bounds the log held in memory to
+// about CatchUpEntries entries instead of up to --snapshot-count more.
+func (n *Node) CompactLog(index uint64, cs *raftpb.ConfState) error {
+	if _, err := n.storage.CreateSnapshot(index, cs, nil); err != nil && !errors.Is(err, raft.ErrSnapOutOfDate) {
+		return fmt.Errorf("create raft snapshot in memory at %d: %w", index, err)
+	}
+	return n.compact(index)
+}
+
+func (n *Node) compact(index uint64) error {
 	if keep := n.cfg.CatchUpEntries; index > keep {
 		if err := n.storage.Compact(index - keep); err != nil && !errors.Is(err, raft.ErrCompacted) {
 			return fmt.Errorf("compact raft log to %d: %w", index-keep, err)

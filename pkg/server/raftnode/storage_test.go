@@ -2,10 +2,16 @@ package raftnode
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/raftpb"
+
+	"github.com/kvd-io/kvd/pkg/server/wal"
 )
 
 // A WAL that a member created but never persisted a Ready into is removed,
@@ -75,5 +81,52 @@ func TestDiscardUnstarted(t *testing.T) {
 			}
 			collect(t, n, "y")
 		})
+	}
+}
+
+// CompactLog trims the log held in memory to CatchUpEntries behind the
+// index given, and writes no snapshot: the WAL still replays it all.
+func TestCompactLogKeepsCatchUpEntriesInMemory(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	cfg.CatchUpEntries = 5
+	n, _, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var cs *raftpb.ConfState
+	for i := range 30 {
+		want := fmt.Sprintf("p%d", i)
+		if err := n.Propose(ctx, []byte(want)); err != nil {
+			t.Fatal(err)
+		}
+		if _, got := collect(t, n, want); got != nil {
+			cs = got
+		}
+	}
+	applied := n.Status().Applied
+	if err := n.CompactLog(applied, cs); err != nil {
+		t.Fatal(err)
+	}
+	if first, _ := n.storage.FirstIndex(); first != applied-5+1 {
+		t.Fatalf("first index in memory %d after CompactLog(%d), want %d", first, applied, applied-4)
+	}
+	n.Stop()
+	if _, err := wal.NewSnapshotter(filepath.Join(dir, "snap"), nil).Load(); !errors.Is(err, wal.ErrNoSnapshot) {
+		t.Fatalf("a snapshot was written to disk: %v", err)
+	}
+	// The restart replays the whole WAL.
+	n, restored, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop()
+	if first, _ := n.storage.FirstIndex(); restored.Snapshot != nil || first != 1 {
+		t.Fatalf("after restart: snapshot %v, first index %d; want none and 1", restored.Snapshot, first)
 	}
 }
