@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/kvd-io/kvd/pkg/server"
+	"github.com/kvd-io/kvd/pkg/server/memtrim"
 	"github.com/kvd-io/kvd/pkg/version"
 )
 
@@ -265,6 +266,10 @@ func printVersion() {
 func run(cfg server.Config) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	trimCtx, stopTrim := context.WithCancel(ctx)
+	trimDone := make(chan struct{})
+	go func() { defer close(trimDone); memtrim.Run(trimCtx, memtrim.Config{}) }()
+	defer func() { stopTrim(); <-trimDone }()
 	s, err := server.NewContext(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {

@@ -96,7 +96,9 @@ func openRangeStore(t *testing.T) (*mvcc.Store, int64) {
 	write(func(tx *mvcc.TxnWrite) { tx.Put([]byte("k07"), []byte("back"), 77) })
 	s.Close()
 	rev := s.Rev()
-	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(b, num, typ) }
+	tag := func(b []byte, num protowire.Number, typ protowire.Type) []byte {
+		return protowire.AppendTag(b, num, typ)
+	}
 	var reversed, zero, unknown []byte
 	reversed = protowire.AppendVarint(tag(reversed, 3, protowire.VarintType), uint64(rev+1)) // mod before key
 	reversed = protowire.AppendBytes(tag(reversed, 1, protowire.BytesType), []byte("x1"))
