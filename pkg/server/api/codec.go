@@ -22,7 +22,7 @@ var serverCodec = passThroughCodec{encoding.GetCodecV2(protocodec.Name)}
 func (c passThroughCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if m, ok := v.(proto.Message); ok {
 		if raw, ok := onlyUnknown(m.ProtoReflect()); ok {
-			return mem.BufferSlice{mem.SliceBuffer(raw)}, nil
+			return mem.BufferSlice{answerBuffer(raw)}, nil
 		}
 	}
 	return c.CodecV2.Marshal(v)

@@ -2,9 +2,12 @@ package api
 
 import (
 	"context"
+	"errors"
 	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"google.golang.org/protobuf/proto"
 )
 
 // RawRanger is what a member offers, beside KV, to answer plain ranges from
@@ -49,24 +52,76 @@ func (s *kvService) headerNow() *pb.ResponseHeader {
 	return h
 }
 
+// errOverBudget stops a read whose answer does not fit the budget now.
+var errOverBudget = errors.New("answer over budget")
+
 // rangeRaw answers a range with its bytes encoded as the read goes, the only
-// copy of the answer the server holds (see passThroughCodec).
+// copy of the answer the server holds (see passThroughCodec). An answer
+// the budget has no room for is measured first, and read again at the
+// same revision once the budget has it; its header gives the revision of
+// the first read, when the answer was current.
 func (s *kvService) rangeRaw(ctx context.Context, raw RawRanger, r *pb.RangeRequest) (*pb.RangeResponse, error) {
+	var (
+		b, buf  []byte // the answer; the budget's buffer for it
+		t       *budgetTicket
+		holding bool  // t is this answer's, nil if it goes over budget
+		need    int   // the size the budget had no room for
+		hdrRev  int64 // the header's revision, once pinned
+	)
 	hdr := s.headerNow()
-	var b []byte
-	err := raw.LocalRangeRaw(ctx, r, storeLimit(r.Limit), func(rev, count int64, vals [][]byte) error {
+	encode := func(rev, count int64, vals [][]byte) error {
 		hdr.Revision = rev
+		if hdrRev != 0 {
+			hdr.Revision = hdrRev
+		}
 		a := rangeAnswer{hdr: hdr, vals: vals, keysOnly: r.KeysOnly, count: count}
 		if r.Limit > 0 && int64(len(vals)) > r.Limit {
 			a.vals, a.more = vals[:r.Limit], true
 		}
-		var err error
-		b, err = a.encode()
+		n, err := a.size()
+		if err != nil {
+			return err
+		}
+		if !holding {
+			if t, buf, holding = largeAnswers.tryTake(n); !holding {
+				need, hdrRev = n, rev
+				return errOverBudget
+			}
+		}
+		if t == nil || cap(buf) < n {
+			// Not counted, or grown since it was measured (it was
+			// read again at a new revision): over budget.
+			t.release()
+			t = nil
+			b, err = a.appendTo(make([]byte, 0, n))
+			return err
+		}
+		b, err = a.appendTo(buf[:0])
 		return err
-	})
+	}
+	err := raw.LocalRangeRaw(ctx, r, storeLimit(r.Limit), encode)
+	if errors.Is(err, errOverBudget) {
+		if t, buf, err = largeAnswers.take(ctx, need); err != nil {
+			return nil, toStatus(err)
+		}
+		holding = true
+		pinned := proto.Clone(r).(*pb.RangeRequest)
+		if pinned.Revision == 0 {
+			pinned.Revision = hdrRev
+		}
+		err = raw.LocalRangeRaw(ctx, pinned, storeLimit(r.Limit), encode)
+		if errors.Is(err, rpctypes.ErrGRPCCompacted) && r.Revision == 0 {
+			// Compacted past the first read while waiting: read what
+			// is current now instead.
+			hdrRev = 0
+			err = raw.LocalRangeRaw(ctx, r, storeLimit(r.Limit), encode)
+		}
+	}
 	if err != nil {
+		t.release()
 		return nil, toStatus(err)
 	}
+	holdBudget(b, t)
 	return preEncoded(&pb.RangeResponse{}, b), nil
 }
 

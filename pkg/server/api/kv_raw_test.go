@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -36,11 +37,11 @@ func (k decodingKV) LocalRange(ctx context.Context, r *pb.RangeRequest) (*pb.Ran
 type rawKV struct {
 	decodingKV
 	s     *mvcc.Store
-	calls *int
+	calls *atomic.Int64
 }
 
 func (k rawKV) LocalRangeRaw(_ context.Context, r *pb.RangeRequest, limit int64, fn func(rev, count int64, vals [][]byte) error) error {
-	*k.calls++
+	k.calls.Add(1)
 	return apply.ToGRPC(k.s.RangeRaw(r.Key, r.RangeEnd, mvcc.RangeOptions{Limit: limit, Rev: r.Revision}, fn))
 }
 
@@ -131,10 +132,10 @@ func openRangeStore(t *testing.T) (*mvcc.Store, int64) {
 	return s, mid
 }
 
-func rangeServices(t *testing.T) (old, raw *kvService, calls *int, s *mvcc.Store, mid int64) {
+func rangeServices(t *testing.T) (old, raw *kvService, calls *atomic.Int64, s *mvcc.Store, mid int64) {
 	s, mid = openRangeStore(t)
 	dec := decodingKV{a: apply.New(s, nil, nil, nil)}
-	calls = new(int)
+	calls = new(atomic.Int64)
 	old = &kvService{kv: dec, hdr: fixedHeader{s}, chunkBytes: 150}
 	raw = &kvService{kv: rawKV{decodingKV: dec, s: s, calls: calls}, hdr: fixedHeader{s}, chunkBytes: 150}
 	return old, raw, calls, s, mid
@@ -188,11 +189,11 @@ func TestRangeRawMatchesDecoding(t *testing.T) {
 	ctx := context.Background()
 	for _, c := range rangeCases(mid) {
 		t.Run(c.name, func(t *testing.T) {
-			*calls = 0
+			calls.Store(0)
 			want, werr := old.Range(ctx, proto.Clone(c.r).(*pb.RangeRequest))
 			got, gerr := raw.Range(ctx, proto.Clone(c.r).(*pb.RangeRequest))
-			if (*calls > 0) != c.covered {
-				t.Fatalf("raw path used %d times, want it used: %v", *calls, c.covered)
+			if (calls.Load() > 0) != c.covered {
+				t.Fatalf("raw path used %d times, want it used: %v", calls.Load(), c.covered)
 			}
 			if werr != nil || gerr != nil {
 				if werr == nil || gerr == nil || werr.Error() != gerr.Error() {
@@ -259,12 +260,12 @@ func TestRangeStreamRawMatchesDecoding(t *testing.T) {
 			continue // RangeStream refuses these
 		}
 		t.Run(c.name, func(t *testing.T) {
-			*calls = 0
+			calls.Store(0)
 			var want, got chunkRecorder
 			werr := old.RangeStream(proto.Clone(c.r).(*pb.RangeRequest), &want)
 			gerr := raw.RangeStream(proto.Clone(c.r).(*pb.RangeRequest), &got)
-			if (*calls > 0) != c.covered {
-				t.Fatalf("raw path used %d times, want it used: %v", *calls, c.covered)
+			if (calls.Load() > 0) != c.covered {
+				t.Fatalf("raw path used %d times, want it used: %v", calls.Load(), c.covered)
 			}
 			if !errors.Is(gerr, werr) && (gerr == nil || werr == nil || gerr.Error() != werr.Error()) {
 				t.Fatalf("errors differ: raw %v, decoding %v", gerr, werr)

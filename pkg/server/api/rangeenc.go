@@ -210,16 +210,6 @@ func (a *rangeAnswer) appendTo(b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// encode returns the RangeResponse's bytes in one buffer of exactly their
-// size.
-func (a *rangeAnswer) encode() ([]byte, error) {
-	n, err := a.size()
-	if err != nil {
-		return nil, err
-	}
-	return a.appendTo(make([]byte, 0, n))
-}
-
 // encodeStream returns the RangeStreamResponse carrying the answer as its
 // range_response, in one buffer of exactly its size.
 func (a *rangeAnswer) encodeStream() ([]byte, error) {
