@@ -190,3 +190,59 @@ func TestRangeBudgetOverGRPC(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestRangeOverBudgetPinsRevision checks the second read of an answer that
+// waited for the budget: a write that lands while it waits is not in it,
+// and its header gives the revision of the first read, so the answer is,
+// byte for byte, the one the decoding path gave before the write.
+func TestRangeOverBudgetPinsRevision(t *testing.T) {
+	saved := largeAnswers
+	largeAnswers = newAnswerBudget(2<<20, time.Hour)
+	defer func() { largeAnswers = saved }()
+	_, raw, calls, s, _ := rangeServices(t)
+	old := &kvService{kv: raw.kv.(rawKV).decodingKV, hdr: raw.hdr}
+	var index uint64 = 1000
+	put := func(key string, n int) {
+		index++
+		err := s.Write(index, 1, func(tx *mvcc.TxnWrite) error { tx.Put([]byte(key), bytes.Repeat([]byte("v"), n), 0); return nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("big", 1500<<10) // makes the answer count against the budget
+	req := &pb.RangeRequest{Key: []byte("\x00"), RangeEnd: []byte("\x00")}
+	want, err := old.Range(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wb, _ := proto.Marshal(want)
+
+	full, _, _ := largeAnswers.tryTake(2 << 20) // another answer fills the budget
+	calls.Store(0)
+	type answer struct {
+		r   *pb.RangeResponse
+		err error
+	}
+	got := make(chan answer)
+	go func() {
+		r, err := raw.Range(context.Background(), proto.Clone(req).(*pb.RangeRequest))
+		got <- answer{r, err}
+	}()
+	for calls.Load() == 0 { // the first read measured the answer and found no room
+		time.Sleep(time.Millisecond)
+	}
+	put("k05", 10) // lands between the two reads
+	full.release()
+	a := <-got
+	if a.err != nil {
+		t.Fatal(a.err)
+	}
+	if calls.Load() != 2 {
+		t.Fatalf("answer read %d times, want 2 (measure, then read)", calls.Load())
+	}
+	if gb, _ := proto.Marshal(a.r); !bytes.Equal(gb, wb) {
+		got := new(pb.RangeResponse)
+		_ = proto.Unmarshal(gb, got)
+		t.Fatalf("answer after waiting differs from the one before the write: header %v, want %v", got.Header, want.Header)
+	}
+}
