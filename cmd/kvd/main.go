@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"github.com/kvd-io/kvd/pkg/server"
 	"github.com/kvd-io/kvd/pkg/server/gcpace"
+	"github.com/kvd-io/kvd/pkg/server/memtrim"
 	"github.com/kvd-io/kvd/pkg/version"
 )
 
@@ -276,9 +278,14 @@ func gcFloor(v *viper.Viper) uint64 {
 func run(cfg server.Config, gcHeapFloor uint64) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	paced := make(chan struct{})
-	go func() { defer close(paced); gcpace.Run(ctx, gcpace.Config{Floor: gcHeapFloor}) }()
-	defer func() { stop(); <-paced }()
+	// The two memory keepers run for the life of the process, each on a
+	// goroutine run stops and waits for: gcpace spaces collections under
+	// load, memtrim hands memory back once the member goes quiet.
+	var keepers sync.WaitGroup
+	keepers.Add(2)
+	go func() { defer keepers.Done(); gcpace.Run(ctx, gcpace.Config{Floor: gcHeapFloor}) }()
+	go func() { defer keepers.Done(); memtrim.Run(ctx, memtrim.Config{}) }()
+	defer func() { stop(); keepers.Wait() }()
 	s, err := server.NewContext(ctx, cfg)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {

@@ -70,6 +70,9 @@ func (s *kvService) Range(ctx context.Context, r *pb.RangeRequest) (*pb.RangeRes
 			return nil, toStatus(err)
 		}
 	}
+	if raw, ok := s.kv.(RawRanger); ok && rawCovers(r) {
+		return s.rangeRaw(ctx, raw, r)
+	}
 	resp, err := s.kv.LocalRange(ctx, r)
 	if err != nil {
 		return nil, toStatus(err)
@@ -177,6 +180,9 @@ func (s *kvService) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServ
 		}
 		out := &pb.RangeResponse{Header: &pb.ResponseHeader{Revision: resp.Header.Revision}, Count: resp.Count}
 		return s.sendChunk(stream, out)
+	}
+	if raw, ok := s.kv.(RawRanger); ok && rawCovers(req) {
+		return s.streamRaw(ctx, raw, req, stream)
 	}
 	return s.streamChunks(ctx, req, stream)
 }

@@ -80,6 +80,7 @@ const grpcOverhead = 512 * 1024
 // NewGRPC builds the gRPC server with every service registered.
 func NewGRPC(cfg Config) *grpc.Server {
 	opts := []grpc.ServerOption{
+		grpc.ForceServerCodecV2(serverCodec),
 		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverhead),
 		grpc.MaxSendMsgSize(math.MaxInt32),
 		grpc.MaxConcurrentStreams(math.MaxUint32),

@@ -112,16 +112,16 @@ func (s *Store) load() error {
 				return false
 			}
 			r, tomb := parseRevKey(k)
-			kv := new(mvccpb.KeyValue)
-			if err = proto.Unmarshal(v, kv); err != nil {
-				err = fmt.Errorf("decode key at revision %d: %w", r.Main, err)
+			key, created, ver, ferr := indexFields(v)
+			if ferr != nil {
+				err = fmt.Errorf("decode key at revision %d: %w", r.Main, ferr)
 				return false
 			}
-			ki := s.index.getOrCreate(kv.Key)
+			ki := s.index.getOrCreate(key)
 			if tomb {
 				ki.tombstone(r)
 			} else {
-				ki.restore(r, kv.CreateRevision, kv.Version)
+				ki.restore(r, created, ver)
 			}
 			s.rev = r.Main
 			return true
