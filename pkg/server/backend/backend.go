@@ -8,6 +8,7 @@
 package backend
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -140,10 +141,20 @@ func (b *Backend) begin() error {
 			_ = tx.Rollback()
 			return fmt.Errorf("create bucket %s: %w", name, err)
 		}
+		if bytes.Equal(name, Key) {
+			// Revisions only ever append at the end of the key bucket: bbolt's
+			// default half-full split would leave every page but the last
+			// half empty, a file (and mapped memory) near twice the data.
+			bk.FillPercent = keyFillPercent
+		}
 		b.bkts[string(name)] = bk
 	}
 	return nil
 }
+
+// keyFillPercent is how full a split leaves the key bucket's pages, as
+// etcd fills them.
+const keyFillPercent = 0.9
 
 func (b *Backend) commitLoop() {
 	defer close(b.donec)

@@ -1,6 +1,8 @@
 package backend
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"sync"
@@ -136,4 +138,26 @@ func repeat(wg *sync.WaitGroup, stop <-chan struct{}, f func() bool) {
 			}
 		}
 	}()
+}
+
+// Keys appended in order fill the key bucket's pages to about 90%, as
+// etcd's do, where bbolt's default split leaves them half empty.
+func TestKeyBucketPagesFillUp(t *testing.T) {
+	b := open(t, filepath.Join(t.TempDir(), "db"), time.Hour, 100000)
+	defer b.Close()
+	v := bytes.Repeat([]byte("v"), 100)
+	for i := range 20000 {
+		k := binary.BigEndian.AppendUint64(nil, uint64(i))
+		if err := b.Write(func(tx WriteTx) error { return tx.Put(Key, k, v) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.ForceCommit()
+	var st bolt.BucketStats
+	if err := b.db.View(func(tx *bolt.Tx) error { st = tx.Bucket(Key).Stats(); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); fill < 0.8 {
+		t.Fatalf("leaf pages %.0f%% full (%d of %d bytes), want at least 80%%", 100*fill, st.LeafInuse, st.LeafAlloc)
+	}
 }
