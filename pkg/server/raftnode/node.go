@@ -362,6 +362,44 @@ func (n *Node) Propose(ctx context.Context, data []byte) error {
 	return n.raft.Propose(ctx, data)
 }
 
+// ProposeBatch hands all of data to raft, each as its own entry, in one
+// message where raft takes more than one: raft's goroutine and its log
+// append then pay once for the lot. It reports that the first n were
+// handed over and the rest failed with err.
+//
+// raft's Step does not say whether raft dropped a proposal (a leader in the
+// middle of handing over leadership drops them), only Propose waits for
+// that answer. So all but the last entry go in one MsgProp through Step and
+// the last through Propose, whose answer comes once raft has stepped both
+// messages back to back: a drop of the last stands for the whole batch.
+// Only if leadership moves in the instant between the two can they differ;
+// an entry then reported dropped may still commit, and one dropped
+// unreported leaves its caller to time out, both outcomes a client must
+// already allow for after an error.
+func (n *Node) ProposeBatch(ctx context.Context, data [][]byte) (int, error) {
+	if len(data) == 0 {
+		return 0, nil
+	}
+	last := len(data) - 1
+	if last > 0 {
+		ents := make([]*raftpb.Entry, last)
+		for i := range last {
+			ents[i] = &raftpb.Entry{Data: data[i]}
+		}
+		if err := n.raft.Step(ctx, &raftpb.Message{Type: raftpb.MsgProp.Enum(), Entries: ents}); err != nil {
+			return 0, err
+		}
+	}
+	err := n.raft.Propose(ctx, data[last])
+	switch {
+	case err == nil:
+		return len(data), nil
+	case errors.Is(err, raft.ErrProposalDropped):
+		return 0, err
+	}
+	return last, err
+}
+
 // ProposeConfChange asks raft to replicate a membership change.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) error {
 	return n.raft.ProposeConfChange(ctx, cc)
