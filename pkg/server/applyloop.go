@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/etcd/api/v3/membershippb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
@@ -64,23 +63,11 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			}
 			return
 		}
-		// A request proposed here is applied as its caller built it,
-		// when the entry holds exactly what that request encoded to;
-		// others (a follower's, one from before a restart, one whose
-		// caller gave up) are decoded.
-		var r *pb.InternalRaftRequest
-		id, ok := requestID(e.Data)
-		if ok {
-			r = s.waits.request(id, e.Data)
-		}
-		if r == nil {
-			r = new(pb.InternalRaftRequest)
-			if err := proto.Unmarshal(e.Data, r); err != nil {
-				s.lg.Error("skip undecodable raft entry", "index", index, "err", err)
-				s.applier.ApplyNoop(index, term)
-				return
-			}
-			id = r.GetHeader().GetID()
+		r, id, err := s.waits.decode(e.Data)
+		if err != nil {
+			s.lg.Error("skip undecodable raft entry", "index", index, "err", err)
+			s.applier.ApplyNoop(index, term)
+			return
 		}
 		var res *apply.Result
 		start := time.Now()
@@ -249,70 +236,4 @@ func changesAuth(r *pb.InternalRaftRequest) bool {
 	return r.AuthEnable != nil || r.AuthDisable != nil || r.AuthUserDelete != nil ||
 		r.AuthUserGrantRole != nil || r.AuthUserRevokeRole != nil || r.AuthRoleDelete != nil ||
 		r.AuthRoleGrantPermission != nil || r.AuthRoleRevokePermission != nil
-}
-
-// Where an InternalRaftRequest keeps the ID of its header.
-const (
-	headerField   protowire.Number = 100
-	headerIDField protowire.Number = 1
-)
-
-// requestID reads the header ID of an encoded InternalRaftRequest without
-// decoding the rest: it steps over the top-level fields to the header and
-// reads the ID in it. Like a decoder, it keeps the last value of a field
-// that occurs more than once. ok is false when data is malformed or has no
-// ID; the ID is then 0, which no proposal uses.
-func requestID(data []byte) (id uint64, ok bool) {
-	for len(data) > 0 {
-		num, typ, n := protowire.ConsumeTag(data)
-		if n < 0 {
-			return 0, false
-		}
-		data = data[n:]
-		if num == headerField && typ == protowire.BytesType {
-			hdr, m := protowire.ConsumeBytes(data)
-			if m < 0 {
-				return 0, false
-			}
-			if v, found, good := headerID(hdr); !good {
-				return 0, false
-			} else if found {
-				id, ok = v, true
-			}
-			data = data[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, data)
-		if m < 0 {
-			return 0, false
-		}
-		data = data[m:]
-	}
-	return id, ok
-}
-
-// headerID reads field 1 of an encoded RequestHeader.
-func headerID(hdr []byte) (id uint64, found, ok bool) {
-	for len(hdr) > 0 {
-		num, typ, n := protowire.ConsumeTag(hdr)
-		if n < 0 {
-			return 0, false, false
-		}
-		hdr = hdr[n:]
-		if num == headerIDField && typ == protowire.VarintType {
-			v, m := protowire.ConsumeVarint(hdr)
-			if m < 0 {
-				return 0, false, false
-			}
-			id, found = v, true
-			hdr = hdr[m:]
-			continue
-		}
-		m := protowire.ConsumeFieldValue(num, typ, hdr)
-		if m < 0 {
-			return 0, false, false
-		}
-		hdr = hdr[m:]
-	}
-	return id, found, true
 }
