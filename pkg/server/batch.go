@@ -32,6 +32,8 @@ const (
 type batcher struct {
 	node    batchProposer
 	timeout time.Duration // how long a queued batch may wait for raft
+	// onBatch, when set, is told the size of each hand-off from the queue.
+	onBatch func(n int)
 
 	mu      sync.Mutex
 	queue   []*proposal
@@ -170,6 +172,9 @@ func (b *batcher) handOff(ctx context.Context, batch []*proposal, data [][]byte)
 	hctx, cancel := context.WithTimeout(ctx, b.timeout)
 	n, err := b.node.ProposeBatch(hctx, data)
 	cancel()
+	if b.onBatch != nil {
+		b.onBatch(len(data))
+	}
 	if ctx.Err() != nil {
 		// Only stopping cancels ctx: say so rather than "canceled".
 		err = errStopped

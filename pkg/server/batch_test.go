@@ -37,11 +37,17 @@ func (f *fakeRaft) ProposeBatch(ctx context.Context, data [][]byte) (int, error)
 	hold, answer := f.hold, f.answer
 	f.mu.Unlock()
 	if hold {
-		f.entered <- struct{}{}
+		select {
+		case f.entered <- struct{}{}:
+		case <-time.After(testWait):
+			return 0, errors.New("fake raft: hand-off nobody waited for")
+		}
 		select {
 		case <-f.release:
 		case <-ctx.Done():
 			return 0, ctx.Err()
+		case <-time.After(testWait):
+			return 0, errors.New("fake raft: never let go")
 		}
 	}
 	if answer != nil {
@@ -62,19 +68,48 @@ func (f *fakeRaft) callsSoFar() [][]string {
 	return slices.Clone(f.calls)
 }
 
+// testWait bounds every wait in these tests, so that a broken batcher
+// fails them rather than hanging them; nothing here is timed.
+const testWait = 10 * time.Second
+
+func recv[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(testWait):
+		t.Fatalf("no %s after %v", what, testWait)
+	}
+	var zero T
+	return zero
+}
+
+func (f *fakeRaft) letGo(t *testing.T) {
+	t.Helper()
+	select {
+	case f.release <- struct{}{}:
+	case <-time.After(testWait):
+		t.Fatalf("no hand-off waiting to be let go after %v", testWait)
+	}
+}
+
+// until polls cond, letting other goroutines run, until it holds.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testWait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still not %s after %v", what, testWait)
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (b *batcher) queued() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return len(b.queue)
-}
-
-// waitQueued lets the submitting goroutines run until n proposals queue.
-func waitQueued(t *testing.T, b *batcher, n int) {
-	t.Helper()
-	for b.queued() < n {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // startBatcher runs b's goroutine until the test ends.
@@ -130,7 +165,7 @@ func TestBatcherFormsBatch(t *testing.T) {
 		_, err := b.submit(context.Background(), []byte("first"))
 		firstDone <- err
 	}()
-	<-f.entered
+	recv(t, f.entered, "hand-off")
 	const n = 10
 	ps := make([]*proposal, n)
 	for i := range n {
@@ -150,12 +185,12 @@ func TestBatcherFormsBatch(t *testing.T) {
 		return len(data), nil
 	}
 	f.mu.Unlock()
-	f.release <- struct{}{}
-	if err := <-firstDone; err != nil {
+	f.letGo(t)
+	if err := recv(t, firstDone, "return of the first submit"); err != nil {
 		t.Fatal(err)
 	}
 	for i := 6; i < n; i++ {
-		if err := <-ps[i].errc; !errors.Is(err, refused) {
+		if err := recv(t, ps[i].errc, "refusal"); !errors.Is(err, refused) {
 			t.Fatalf("proposal %d: err %v, want %v", i, err, refused)
 		}
 	}
@@ -171,10 +206,7 @@ func TestBatcherFormsBatch(t *testing.T) {
 		t.Fatalf("hand-offs %v, want %v", got, want)
 	}
 	// The queue drained, the next proposal goes at once again.
-	for b.isBusy() {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
+	until(t, "idle", func() bool { return !b.isBusy() })
 	if p, err := b.submit(context.Background(), []byte("after")); p != nil || err != nil {
 		t.Fatalf("submit after the batch = %v, %v; want handed over at once", p, err)
 	}
@@ -203,19 +235,16 @@ func TestBatcherBounds(t *testing.T) {
 			b := newBatcher(f, time.Minute)
 			f.setHold(true)
 			go func() { _, _ = b.submit(context.Background(), []byte("first")) }()
-			<-f.entered
+			recv(t, f.entered, "hand-off")
 			for _, size := range tc.sizes {
 				if _, err := b.submit(context.Background(), make([]byte, size)); err != nil {
 					t.Fatal(err)
 				}
 			}
 			f.setHold(false)
-			f.release <- struct{}{}
+			f.letGo(t)
 			startBatcher(t, b)
-			for len(f.callsSoFar()) < 1+len(tc.want) {
-				runtime.Gosched()
-				time.Sleep(time.Millisecond)
-			}
+			until(t, "all handed over", func() bool { return len(f.callsSoFar()) >= 1+len(tc.want) })
 			var got []int
 			for _, c := range f.callsSoFar()[1:] {
 				got = append(got, len(c))
@@ -237,21 +266,21 @@ func TestBatcherStop(t *testing.T) {
 	// A batch that raft keeps waiting, and proposals queued behind it.
 	f.setHold(true)
 	go func() { _, _ = b.submit(context.Background(), []byte("first")) }()
-	<-f.entered
+	recv(t, f.entered, "hand-off")
 	var ps []*proposal
 	for i := range 3 {
 		p, _ := b.submit(context.Background(), []byte(fmt.Sprint(i)))
 		ps = append(ps, p)
 	}
-	f.release <- struct{}{}
-	<-f.entered // the batcher goroutine now waits on raft with 0..2
+	f.letGo(t)
+	recv(t, f.entered, "hand-off of the queue") // the batcher goroutine now waits on raft with 0..2
 	for i := range 2 {
 		p, _ := b.submit(context.Background(), []byte(fmt.Sprint("late", i)))
 		ps = append(ps, p)
 	}
 	close(stopc)
 	for i, p := range ps {
-		if err := <-p.errc; !errors.Is(err, errStopped) {
+		if err := recv(t, p.errc, "failure on stop"); !errors.Is(err, errStopped) {
 			t.Fatalf("proposal %d: err %v, want %v", i, err, errStopped)
 		}
 	}
@@ -269,17 +298,14 @@ func TestBatcherWithdraw(t *testing.T) {
 	f.setHold(true)
 	done := make(chan struct{})
 	go func() { defer close(done); _, _ = b.submit(context.Background(), []byte("first")) }()
-	<-f.entered
+	recv(t, f.entered, "hand-off")
 	keep, _ := b.submit(context.Background(), []byte("keep"))
 	gone, _ := b.submit(context.Background(), []byte("gone"))
 	b.withdraw(gone)
 	f.setHold(false)
-	f.release <- struct{}{}
-	<-done
-	for len(f.callsSoFar()) < 2 {
-		runtime.Gosched()
-		time.Sleep(time.Millisecond)
-	}
+	f.letGo(t)
+	recv(t, done, "return of the first submit")
+	until(t, "the queue handed over", func() bool { return len(f.callsSoFar()) >= 2 })
 	if got, want := f.callsSoFar(), [][]string{{"first"}, {"keep"}}; !slices.EqualFunc(got, want, slices.Equal) {
 		t.Fatalf("hand-offs %v, want %v", got, want)
 	}

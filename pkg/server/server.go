@@ -247,6 +247,7 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 	}
 	s.node = node
 	s.batch = newBatcher(node, s.requestTimeout())
+	s.batch.onBatch = s.metrics.ProposalBatch
 	if !boot.fresh {
 		if boot.localID, boot.clusterID, err = membership.ParseWALMetadata(restored.Metadata); err != nil {
 			return nil, err
