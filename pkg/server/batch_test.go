@@ -106,12 +106,6 @@ func until(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func (b *batcher) queued() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.queue)
-}
-
 // startBatcher runs b's goroutine until the test ends.
 func startBatcher(t *testing.T, b *batcher) chan struct{} {
 	stopc := make(chan struct{})

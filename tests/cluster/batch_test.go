@@ -102,7 +102,7 @@ func TestBatchFailsPartWay(t *testing.T) {
 			switch i % 4 {
 			case 0:
 				if errs[i] != nil {
-					t.Fatalf("round %d: good put %d failed: %v", round, i, err)
+					t.Fatalf("round %d: good put %d failed: %v", round, i, errs[i])
 				}
 				if seen[revs[i]] {
 					t.Fatalf("round %d: two puts answered with revision %d", round, revs[i])
