@@ -177,9 +177,10 @@ func etcdError(err error) bool {
 // three members while leadership moves twice and the leader is killed
 // once, with batches of proposals in flight each time. Afterwards every
 // acknowledged put is there once with the revision it was answered with,
-// no put applied twice (every key's version is 1, the revisions of the
-// keys are exactly those the store went through), every failure is an
-// etcd error, and the members agree.
+// none answered "raft proposal dropped" is there, no put applied twice
+// (every key's version is 1, the revisions of the keys are exactly those
+// the store went through), every failure is an etcd error, and the
+// members agree.
 func TestBatchLeaderChange(t *testing.T) {
 	ms := framework.StartKvdCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -285,6 +286,7 @@ func TestBatchLeaderChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	revs := map[int64]string{}
+	appliedAfterError := map[string]int{}
 	for _, kv := range all.Kvs {
 		k := string(kv.Key)
 		if string(kv.Value) != k || kv.Version != 1 || kv.CreateRevision != kv.ModRevision {
@@ -295,9 +297,15 @@ func TestBatchLeaderChange(t *testing.T) {
 		}
 		revs[kv.ModRevision] = k
 		if _, ok := acked[k]; !ok {
-			if _, ok := failed[k]; !ok {
+			err, ok := failed[k]
+			if !ok {
 				t.Fatalf("key %s present though never written", k)
 			}
+			// raft's refusal is certain: a dropped proposal never applies.
+			if strings.Contains(err.Error(), "raft proposal dropped") {
+				t.Fatalf("put %s was answered %q but applied", k, err)
+			}
+			appliedAfterError[err.Error()]++
 		}
 	}
 	for key, rev := range acked {
@@ -309,7 +317,7 @@ func TestBatchLeaderChange(t *testing.T) {
 	if n := all.Header.Revision - start.Header.Revision; n != int64(len(all.Kvs)) {
 		t.Fatalf("the store went through %d revisions for %d keys", n, len(all.Kvs))
 	}
-	t.Logf("%d puts acknowledged, %d failed, %d keys, %.0f batches before the kill", len(acked), len(failed), len(all.Kvs), batches)
+	t.Logf("%d puts acknowledged, %d failed, %d keys, %.0f batches before the kill; applied though they failed: %v", len(acked), len(failed), len(all.Kvs), batches, appliedAfterError)
 
 	// Every member applied the same: same revision, same keys.
 	for _, m := range ms {
