@@ -128,6 +128,12 @@ func (b *batcher) run(stopc <-chan struct{}) {
 		case <-b.kick:
 		}
 		for {
+			select {
+			case <-stopc:
+				b.stop()
+				return
+			default:
+			}
 			batch := b.take()
 			if batch == nil {
 				break
