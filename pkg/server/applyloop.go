@@ -63,8 +63,8 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			}
 			return
 		}
-		r := new(pb.InternalRaftRequest)
-		if err := proto.Unmarshal(e.Data, r); err != nil {
+		r, id, err := s.waits.decode(e.Data)
+		if err != nil {
 			s.lg.Error("skip undecodable raft entry", "index", index, "err", err)
 			s.applier.ApplyNoop(index, term)
 			return
@@ -82,7 +82,7 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 		if changesAuth(r) {
 			s.authChanged.fire()
 		}
-		s.waits.trigger(r.GetHeader().GetID(), res)
+		s.waits.trigger(id, res)
 	case raftpb.EntryConfChange:
 		cc := new(raftpb.ConfChange)
 		if err := proto.Unmarshal(e.Data, cc); err != nil {

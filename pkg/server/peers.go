@@ -110,14 +110,16 @@ func askPeers(ctx context.Context, c *http.Client, method string, urls []string,
 // publish tells the cluster this member's name and client URLs through
 // raft, retrying until it is applied, so every member lists them.
 func (s *Server) publish() {
-	req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
-		Member_ID: s.cluster.LocalID(),
-		MemberAttributes: &membershippb.Attributes{
-			Name:       s.cfg.Name,
-			ClientUrls: s.cfg.AdvertiseClientURLs,
-		},
-	}}
 	for {
+		// A new request each time: an earlier attempt's may still be
+		// read by the apply loop (see propose).
+		req := &pb.InternalRaftRequest{ClusterMemberAttrSet: &membershippb.ClusterMemberAttrSetRequest{
+			Member_ID: s.cluster.LocalID(),
+			MemberAttributes: &membershippb.Attributes{
+				Name:       s.cfg.Name,
+				ClientUrls: s.cfg.AdvertiseClientURLs,
+			},
+		}}
 		// propose gives up by itself when the member stops.
 		ctx, cancel := context.WithTimeout(context.Background(), s.requestTimeout())
 		res, err := s.propose(ctx, req)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"sync"
@@ -42,30 +43,61 @@ func (g *idGen) id() uint64 {
 	return g.prefix | (g.next.Add(1) & (1<<48 - 1))
 }
 
-// waitRegistry hands apply results to the calls that proposed them.
+// waitRegistry hands apply results to the calls that proposed them. For
+// a request proposed here it also keeps the request as decoded and its
+// encoding, so that applying the entry on this member need not decode
+// again what the caller already had.
 type waitRegistry struct {
 	mu sync.Mutex
-	m  map[uint64]chan *apply.Result
+	m  map[uint64]*waiter
 }
 
+type waiter struct {
+	ch   chan *apply.Result
+	req  *pb.InternalRaftRequest
+	data []byte
+}
+
+// register waits for the result of id, a proposal apply only triggers.
 func (w *waitRegistry) register(id uint64) chan *apply.Result {
-	ch := make(chan *apply.Result, 1)
+	return w.registerRequest(id, nil, nil)
+}
+
+// registerRequest waits for the result of id, proposed as data, the
+// encoding of req. From here on nobody may change req: the apply loop may
+// read it in place of data.
+func (w *waitRegistry) registerRequest(id uint64, req *pb.InternalRaftRequest, data []byte) chan *apply.Result {
+	wt := &waiter{ch: make(chan *apply.Result, 1), req: req, data: data}
 	w.mu.Lock()
 	if w.m == nil {
-		w.m = map[uint64]chan *apply.Result{}
+		w.m = map[uint64]*waiter{}
 	}
-	w.m[id] = ch
+	w.m[id] = wt
 	w.mu.Unlock()
-	return ch
+	return wt.ch
+}
+
+// request returns the registered request that data, an entry carrying
+// request id, encodes, or nil when there is none. Comparing the bytes,
+// not just the ID, makes sure the entry is the one proposed here: an ID of
+// another member's could collide with one of ours.
+func (w *waitRegistry) request(id uint64, data []byte) *pb.InternalRaftRequest {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	wt, ok := w.m[id]
+	if !ok || wt.req == nil || !bytes.Equal(wt.data, data) {
+		return nil
+	}
+	return wt.req
 }
 
 func (w *waitRegistry) trigger(id uint64, res *apply.Result) {
 	w.mu.Lock()
-	ch, ok := w.m[id]
+	wt, ok := w.m[id]
 	delete(w.m, id)
 	w.mu.Unlock()
 	if ok {
-		ch <- res
+		wt.ch <- res
 	}
 }
 
@@ -85,8 +117,8 @@ func (w *waitRegistry) len() int {
 func (w *waitRegistry) failAll(err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for id, ch := range w.m {
-		ch <- &apply.Result{Err: err}
+	for id, wt := range w.m {
+		wt.ch <- &apply.Result{Err: err}
 		delete(w.m, id)
 	}
 }
@@ -98,7 +130,10 @@ func (s *Server) requestTimeout() time.Duration {
 }
 
 // propose replicates r through raft and waits until this member applied
-// it, returning the applier's result.
+// it, returning the applier's result. r is the caller's no more: the apply
+// loop may read it until the entry applies, after propose returned, so
+// neither the caller nor anyone else may change it (a retry builds a new
+// one).
 func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply.Result, error) {
 	id := s.ids.id()
 	// The user the request comes from, and the auth revision its
@@ -112,20 +147,31 @@ func (s *Server) propose(ctx context.Context, r *pb.InternalRaftRequest) (*apply
 	if len(data) > int(s.cfg.MaxRequestBytes) {
 		return nil, rpctypes.ErrGRPCRequestTooLarge
 	}
-	ch := s.waits.register(id)
+	ch := s.waits.registerRequest(id, r, data)
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
-	if err := s.node.Propose(ctx, data); err != nil {
+	p, err := s.batch.submit(ctx, data)
+	if err != nil {
 		s.waits.cancel(id)
 		s.metrics.ProposalFailed()
 		return nil, s.proposeError(ctx, err)
 	}
+	var failed <-chan error
+	if p != nil {
+		failed = p.errc
+	}
 	select {
 	case res := <-ch:
 		return res, nil
+	case err := <-failed:
+		// Raft refused the batch this request queued for.
+		s.waits.cancel(id)
+		s.metrics.ProposalFailed()
+		return nil, s.proposeError(ctx, err)
 	case <-ctx.Done():
 		// The entry may still commit later; like etcd, the caller only
 		// learns that it did not see the outcome in time.
+		s.batch.withdraw(p)
 		s.waits.cancel(id)
 		s.metrics.ProposalFailed()
 		return nil, s.proposeError(ctx, ctx.Err())

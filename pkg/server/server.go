@@ -53,6 +53,7 @@ type Server struct {
 
 	ids     idGen
 	waits   waitRegistry
+	batch   *batcher
 	confMu  sync.Mutex // the leader makes one membership change at a time
 	failc   chan error // the apply loop cannot go on
 	applied appliedIndex
@@ -251,6 +252,8 @@ func (s *Server) openRaft(ctx context.Context) (*bootstrap, error) {
 		return nil, err
 	}
 	s.node = node
+	s.batch = newBatcher(node, s.requestTimeout())
+	s.batch.onBatch = s.metrics.ProposalBatch
 	if !boot.fresh {
 		if boot.localID, boot.clusterID, err = membership.ParseWALMetadata(restored.Metadata); err != nil {
 			return nil, err
@@ -407,8 +410,9 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	s.reads = newReadLoop(s)
-	s.wg.Add(4)
+	s.wg.Add(5)
 	go func() { defer s.wg.Done(); s.applyLoop() }()
+	go func() { defer s.wg.Done(); s.batch.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.leaseLoop() }()
 	go func() { defer s.wg.Done(); s.reads.run(s.stopc) }()
 	go func() { defer s.wg.Done(); s.publish() }()

@@ -64,6 +64,8 @@ type Metrics struct {
 	backendSnapshot prometheus.Histogram
 	defrag          prometheus.Histogram
 	proposalsFailed prometheus.Counter
+	batches         prometheus.Counter
+	batched         prometheus.Counter
 	slowApply       prometheus.Counter
 	readIndexFailed prometheus.Counter
 
@@ -88,6 +90,8 @@ func New(src Sources, opts Options) *Metrics {
 	m.snapshotSave = m.histogram("snap", "save_total_duration_seconds",
 		"Time taken to record a raft snapshot, from committing the database to releasing the WAL behind it.", diskBuckets)
 	m.proposalsFailed = m.counter("server", "proposals_failed_total", "Proposals that failed: not accepted by raft, or timed out.")
+	m.batches = m.counter("server", "proposal_batches_total", "Hand-offs to raft that carried more than one proposal.")
+	m.batched = m.counter("server", "proposals_batched_total", "Proposals handed to raft together with others, in the hand-offs counted by proposal_batches_total.")
 	m.slowApply = m.counter("server", "slow_apply_total", "Entries whose apply took longer than --warning-apply-duration.")
 	m.readIndexFailed = m.counter("server", "read_indexes_failed_total", "ReadIndex rounds (linearizable read barriers) that failed or timed out.")
 	m.registerSources(src)
@@ -227,6 +231,15 @@ func (m *Metrics) ObserveDefrag(d time.Duration) {
 func (m *Metrics) ProposalFailed() {
 	if m != nil {
 		m.proposalsFailed.Inc()
+	}
+}
+
+// ProposalBatch counts a hand-off of n proposals to raft; a lone proposal
+// is not a batch.
+func (m *Metrics) ProposalBatch(n int) {
+	if m != nil && n > 1 {
+		m.batches.Inc()
+		m.batched.Add(float64(n))
 	}
 }
 

@@ -94,6 +94,8 @@ func TestObservers(t *testing.T) {
 	m.ObserveBackendSnapshot(time.Second)
 	m.ObserveSnapshotSave(time.Millisecond)
 	m.ProposalFailed()
+	m.ProposalBatch(1) // not a batch
+	m.ProposalBatch(3)
 	m.SlowApply()
 	m.ReadIndexFailed()
 	m.HealthAnswered(false)
@@ -104,11 +106,14 @@ func TestObservers(t *testing.T) {
 		"kvd_disk_backend_defrag_duration_seconds", "kvd_disk_backend_snapshot_duration_seconds",
 		"kvd_snap_save_total_duration_seconds", "kvd_server_proposals_failed_total",
 		"kvd_server_slow_apply_total", "kvd_server_read_indexes_failed_total", "kvd_server_health_failures",
-		"kvd_server_healthcheck", "kvd_server_healthchecks_total",
+		"kvd_server_healthcheck", "kvd_server_healthchecks_total", "kvd_server_proposal_batches_total",
 	} {
 		if v := value(t, fams, name, nil); v != 1 {
 			t.Errorf("%s = %v, want 1", name, v)
 		}
+	}
+	if v := value(t, fams, "kvd_server_proposals_batched_total", nil); v != 3 {
+		t.Errorf("kvd_server_proposals_batched_total = %v, want 3", v)
 	}
 	var none *Metrics // a member built without metrics records nothing
 	none.ObserveWALSync(time.Millisecond)

@@ -170,3 +170,55 @@ func TestOnlyVoterCampaignsAtOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestProposeBatch: a batch becomes one entry per proposal, committed in
+// the order given; a stopped node takes none of it.
+func TestProposeBatch(t *testing.T) {
+	n, _, err := Open(testConfig(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Propose(ctx, []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, n, "first")
+
+	for _, size := range []int{1, 2, 7} {
+		var data [][]byte
+		for i := range size {
+			data = append(data, fmt.Appendf(nil, "b%d-%d", size, i))
+		}
+		if got, err := n.ProposeBatch(ctx, data); got != size || err != nil {
+			t.Fatalf("ProposeBatch of %d = %d, %v", size, got, err)
+		}
+		var seen []string
+		timeout := time.After(10 * time.Second)
+		for len(seen) < size {
+			select {
+			case c := <-n.Committed():
+				for _, e := range c.Entries {
+					if len(e.Data) > 0 {
+						seen = append(seen, string(e.Data))
+					}
+				}
+			case <-timeout:
+				t.Fatalf("batch of %d: only %q committed", size, seen)
+			}
+		}
+		for i, d := range data {
+			if seen[i] != string(d) {
+				t.Fatalf("batch of %d committed as %q", size, seen)
+			}
+		}
+	}
+
+	n.Stop()
+	if got, err := n.ProposeBatch(ctx, [][]byte{[]byte("x"), []byte("y")}); got != 0 || err == nil {
+		t.Fatalf("ProposeBatch on a stopped node = %d, %v", got, err)
+	}
+}
