@@ -22,21 +22,33 @@ import (
 // disturbing a leader the others still follow, and if the early candidate
 // lost (its log behind), the others' clocks were fast-forwarded anyway.
 
-// peerWaitLimit is how long start-up waits for a quorum of peers to be
-// reachable before leaving the election clock alone.
+// peerWaitLimit is how long, at least, start-up waits for a quorum of
+// peers to be reachable and a leader to show up before leaving the
+// election clock alone; with long election timeouts it waits two of them.
 const peerWaitLimit = 5 * time.Second
 
-// recampaignAfter is how many heartbeat intervals the member that
-// campaigned at start-up waits for a leader before it campaigns again.
+// recampaignAfter is how many heartbeat intervals a campaign at start-up
+// is given to produce a leader before the next reachable voter in ID
+// order campaigns.
 const recampaignAfter = 5
 
 // fastForwardElection runs once at start-up, on a goroutine the server
 // owns until stopc closes.
+//
+// Once a quorum of voters is reachable, they take turns in ID order: the
+// lowest campaigns at once, the next after recampaignAfter heartbeats
+// without a leader, and so on round again. A campaign can fail, most
+// often because the candidate's log is behind the others' (it was stopped
+// before it persisted the last entries they have), and pre-vote makes
+// the failed ones harmless; without turns, the others would wait out a
+// randomized election timeout of up to twice the configured one.
 func (s *Server) fastForwardElection() {
 	poll := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer poll.Stop()
-	deadline := time.After(peerWaitLimit)
-	var campaigned time.Time
+	deadline := time.After(max(peerWaitLimit, 2*s.cfg.ElectionTimeout))
+	var reachable, campaigned time.Time
+	forwarded := false
+	turn := recampaignAfter * s.cfg.HeartbeatInterval
 	for {
 		select {
 		case <-s.stopc:
@@ -55,33 +67,44 @@ func (s *Server) fastForwardElection() {
 			continue // alone (raftnode campaigns), a learner, or not known yet
 		}
 		quorum := (len(voters)+1)/2 + 1
-		up, lowest := 1, true
+		up, rank := 1, 0
 		for _, id := range voters {
 			if s.transport.Connected(id) {
 				up++
-				lowest = lowest && s.cluster.LocalID() < id
+				if id < s.cluster.LocalID() {
+					rank++
+				}
 			}
 		}
 		if up < quorum {
 			continue
 		}
-		if lowest {
-			// Again while no leader shows up: a peer that looked
-			// reachable may have dropped the votes (it had accepted the
-			// connection before its raft started). Pre-vote makes a
-			// repeated campaign harmless.
-			if campaigned.IsZero() || time.Since(campaigned) > recampaignAfter*s.cfg.HeartbeatInterval {
-				s.lg.Info("peers reachable; campaigning at once as the lowest ID among them", "reachable-voters", up)
-				s.node.Campaign(s.cfg.HeartbeatInterval)
-				campaigned = time.Now()
-			}
-			continue
+		if reachable.IsZero() {
+			reachable = time.Now()
 		}
-		ticks := s.cfg.electionTicks() - 2
-		s.lg.Info("peers reachable; fast-forwarding the election clock", "ticks", ticks, "reachable-voters", up)
-		s.node.AdvanceTicks(ticks)
-		return
+		if rank > 0 && !forwarded {
+			ticks := s.cfg.electionTicks() - 2
+			s.lg.Info("peers reachable; fast-forwarding the election clock", "ticks", ticks, "reachable-voters", up)
+			s.node.AdvanceTicks(ticks)
+			forwarded = true
+		}
+		if campaignTurn(time.Since(reachable), rank, up, turn) && (campaigned.IsZero() || time.Since(campaigned) >= turn) {
+			s.lg.Info("peers reachable and no leader; campaigning in turn", "rank", rank, "reachable-voters", up)
+			s.node.Campaign(s.cfg.HeartbeatInterval)
+			campaigned = time.Now()
+		}
 	}
+}
+
+// campaignTurn says whether, elapsed after a quorum became reachable, it is
+// the turn of the voter ranked rank (0 for the lowest ID) among up
+// reachable voters taking turns of length turn.
+func campaignTurn(elapsed time.Duration, rank, up int, turn time.Duration) bool {
+	if up <= 0 || turn <= 0 {
+		return rank == 0
+	}
+	slot := int(elapsed/turn) % up
+	return slot == rank
 }
 
 // votersBesidesSelf lists the cluster's voting members other than this
