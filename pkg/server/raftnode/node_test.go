@@ -174,19 +174,10 @@ func TestOnlyVoterCampaignsAtOnce(t *testing.T) {
 // TestProposeBatch: a batch becomes one entry per proposal, committed in
 // the order given; a stopped node takes none of it.
 func TestProposeBatch(t *testing.T) {
-	n, _, err := Open(testConfig(t.TempDir()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
-		t.Fatal(err)
-	}
+	n, _ := startSingle(t, testConfig(t.TempDir()))
+	commit(t, n, "first")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := n.Propose(ctx, []byte("first")); err != nil {
-		t.Fatal(err)
-	}
-	collect(t, n, "first")
 
 	for _, size := range []int{1, 2, 7} {
 		var data [][]byte
@@ -221,4 +212,31 @@ func TestProposeBatch(t *testing.T) {
 	if got, err := n.ProposeBatch(ctx, [][]byte{[]byte("x"), []byte("y")}); got != 0 || err == nil {
 		t.Fatalf("ProposeBatch on a stopped node = %d, %v", got, err)
 	}
+}
+
+// startSingle opens cfg's member and starts it as the only voter of a new
+// cluster (peers are ignored when it restarts from its WAL).
+func startSingle(t *testing.T, cfg Config) (*Node, *Restored) {
+	t.Helper()
+	n, restored, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	return n, restored
+}
+
+// commit proposes data and waits for it to commit, returning the
+// configuration set by conf changes committed along the way, if any.
+func commit(t *testing.T, n *Node, data string) *raftpb.ConfState {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Propose(ctx, []byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	_, cs := collect(t, n, data)
+	return cs
 }

@@ -1,14 +1,11 @@
 package raftnode
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
-	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
 
 	"github.com/kvd-io/kvd/pkg/server/wal"
@@ -31,19 +28,8 @@ func TestDiscardUnstarted(t *testing.T) {
 			n.Stop()
 		}, true},
 		{"bootstrapped and committed", func(t *testing.T, dir string) {
-			n, _, err := Open(testConfig(dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := n.Propose(ctx, []byte("x")); err != nil {
-				t.Fatal(err)
-			}
-			collect(t, n, "x")
+			n, _ := startSingle(t, testConfig(dir))
+			commit(t, n, "x")
 			n.Stop()
 		}, false},
 	}
@@ -63,23 +49,12 @@ func TestDiscardUnstarted(t *testing.T) {
 				return
 			}
 			// The member bootstraps anew and elects itself.
-			n, restored, err := Open(testConfig(dir))
-			if err != nil {
-				t.Fatal(err)
-			}
+			n, restored := startSingle(t, testConfig(dir))
 			defer n.Stop()
 			if !restored.Fresh {
 				t.Fatal("after the discard the member is not fresh")
 			}
-			if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := n.Propose(ctx, []byte("y")); err != nil {
-				t.Fatal(err)
-			}
-			collect(t, n, "y")
+			commit(t, n, "y")
 		})
 	}
 }
@@ -90,22 +65,10 @@ func TestCompactLogKeepsCatchUpEntriesInMemory(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.CatchUpEntries = 5
-	n, _, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Start(1, []raft.Peer{{ID: 1}}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	n, _ := startSingle(t, cfg)
 	var cs *raftpb.ConfState
 	for i := range 30 {
-		want := fmt.Sprintf("p%d", i)
-		if err := n.Propose(ctx, []byte(want)); err != nil {
-			t.Fatal(err)
-		}
-		if _, got := collect(t, n, want); got != nil {
+		if got := commit(t, n, fmt.Sprintf("p%d", i)); got != nil {
 			cs = got
 		}
 	}
