@@ -60,6 +60,7 @@ func (s *Server) applyEntry(e *raftpb.Entry, ci uint64) {
 			s.applier.ApplyNoop(index, term)
 			if s.isLeader() && term == s.node.Term() {
 				s.lessor.Promote(s.cfg.ElectionTimeout)
+				s.leadingApplied.Store(term)
 			}
 			return
 		}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3"
@@ -58,6 +59,9 @@ type Server struct {
 	failc   chan error // the apply loop cannot go on
 	applied appliedIndex
 	reads   *readLoop
+	// leadingApplied is the term in which this member, as leader, applied
+	// its own first entry, and with it everything committed before.
+	leadingApplied atomic.Uint64
 
 	// Owned by the apply loop.
 	snapIndex       uint64

@@ -125,9 +125,11 @@ type Cluster struct {
 	id      uint64
 	localID uint64
 	members map[uint64]*Member
-	// localLearner mirrors whether the local member is a learner, read on
+	// localLearner mirrors whether the local member is a learner, and
+	// soleVoter whether it is the cluster's only voter, both read on
 	// every request without taking mu.
 	localLearner atomic.Bool
+	soleVoter    atomic.Bool
 }
 
 // NewCluster returns a cluster with the given identity and members.
@@ -140,10 +142,21 @@ func NewCluster(id, localID uint64, members []*Member) *Cluster {
 // LocalIsLearner says whether the local member is a learner.
 func (c *Cluster) LocalIsLearner() bool { return c.localLearner.Load() }
 
+// LocalIsSoleVoter says whether the local member is the cluster's only
+// voting member.
+func (c *Cluster) LocalIsSoleVoter() bool { return c.soleVoter.Load() }
+
 // changed refreshes what is derived from the member set; mu is held.
 func (c *Cluster) changed() {
 	m, ok := c.members[c.localID]
 	c.localLearner.Store(ok && m.IsLearner)
+	voters := 0
+	for _, m := range c.members {
+		if !m.IsLearner {
+			voters++
+		}
+	}
+	c.soleVoter.Store(ok && !m.IsLearner && voters == 1)
 }
 
 // ID is the cluster ID.

@@ -110,3 +110,25 @@ func TestLocalIsLearnerFollowsChanges(t *testing.T) {
 		}
 	}
 }
+
+func TestLocalIsSoleVoterFollowsChanges(t *testing.T) {
+	c := NewCluster(1, 7, []*Member{{ID: 7}})
+	steps := []struct {
+		name string
+		do   func()
+		want bool
+	}{
+		{"a single member", func() {}, true},
+		{"a learner added", func() { c.Add(&Member{ID: 8, IsLearner: true}) }, true},
+		{"the learner promoted", func() { c.Add(&Member{ID: 8}) }, false},
+		{"the other voter removed", func() { c.Remove(8) }, true},
+		{"demoted by a snapshot, another voter", func() { c.Replace([]*Member{{ID: 7, IsLearner: true}, {ID: 9}}) }, false},
+		{"removed itself", func() { c.Replace([]*Member{{ID: 9}}) }, false},
+	}
+	for _, st := range steps {
+		st.do()
+		if got := c.LocalIsSoleVoter(); got != st.want {
+			t.Fatalf("%s: LocalIsSoleVoter %v, want %v", st.name, got, st.want)
+		}
+	}
+}
