@@ -70,22 +70,7 @@ func (s *Server) ReadBarrier(ctx context.Context) error {
 	if s.isLearner() {
 		return rpctypes.ErrGRPCNotSupportedForLearner
 	}
-	if s.soleVoterCaughtUp() {
-		return nil
-	}
 	return s.reads.wait(ctx)
-}
-
-// soleVoterCaughtUp says whether a linearizable read may skip the
-// ReadIndex round: this member is the only voter, leads, and has applied
-// the first entry of its term, so everything committed before, the WAL
-// replayed after a restart included, is applied. No other member can then
-// lead or acknowledge a write, and this one acknowledges a write only
-// once it has applied it, so the local state holds every write a client
-// can know of. Leadership is checked for a voter being added too: once
-// this member votes for it, it has stopped leading.
-func (s *Server) soleVoterCaughtUp() bool {
-	return s.cluster.LocalIsSoleVoter() && s.isLeader() && s.leadingApplied.Load() == s.node.Term()
 }
 
 // LocalRange reads from the local store, what the caller may read.

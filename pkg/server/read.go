@@ -30,8 +30,12 @@ func newReadLoop(s *Server) *readLoop {
 }
 
 // wait returns once the local state machine has applied everything that
-// was committed when wait was called.
+// was committed when wait was called, or at least every write a client
+// could have seen acknowledged by then (see soleVoterCaughtUp).
 func (l *readLoop) wait(ctx context.Context) error {
+	if l.s.soleVoterCaughtUp() {
+		return nil
+	}
 	l.mu.Lock()
 	b := l.next
 	l.mu.Unlock()
@@ -47,6 +51,18 @@ func (l *readLoop) wait(ctx context.Context) error {
 	case <-l.s.stopc:
 		return errStopped
 	}
+}
+
+// soleVoterCaughtUp says whether a barrier may skip the ReadIndex
+// round: this member is the only voter, leads, and has applied
+// the first entry of its term, so everything committed before, the WAL
+// replayed after a restart included, is applied. No other member can then
+// lead or acknowledge a write, and this one acknowledges a write only
+// once it has applied it, so the local state holds every write a client
+// can know of. Leadership is checked for a voter being added too: once
+// this member votes for it, it has stopped leading.
+func (s *Server) soleVoterCaughtUp() bool {
+	return s.cluster.LocalIsSoleVoter() && s.isLeader() && s.leadingApplied.Load() == s.node.Term()
 }
 
 func (l *readLoop) run(stopc <-chan struct{}) {
