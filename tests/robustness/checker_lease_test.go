@@ -104,3 +104,43 @@ func TestCheckerLeases(t *testing.T) {
 		})
 	}
 }
+
+func alarm(client int, call, ret int64, action string, out Output) porcupine.Operation {
+	return porcupine.Operation{ClientId: client, Call: call, Return: ret,
+		Input: Input{Kind: OpAlarm, Alarm: action}, Output: out}
+}
+
+// TestCheckerAlarms: alarm requests change nothing the model holds, and
+// since the workload never fills the quota, an answer naming an alarm is
+// an anomaly; a failed one may be dropped.
+func TestCheckerAlarms(t *testing.T) {
+	tests := []struct {
+		name string
+		ops  []porcupine.Operation
+		want porcupine.CheckResult
+	}{
+		{"list and disarm between writes", []porcupine.Operation{
+			put(0, 0, 1, "a", "1", 2),
+			alarm(0, 2, 3, "list", Output{Revision: 2}),
+			alarm(1, 2, 4, "disarm", Output{Revision: 2}),
+			put(0, 5, 6, "a", "2", 3),
+			get(1, 7, 8, "a", "2", 2, 3, 2, 3),
+		}, porcupine.Ok},
+		{"a failed alarm request", []porcupine.Operation{
+			alarm(0, 0, 1, "disarm", Output{Err: "timeout"}),
+			put(0, 2, 3, "a", "1", 2),
+		}, porcupine.Ok},
+		{"an alarm nobody raised", []porcupine.Operation{
+			put(0, 0, 1, "a", "1", 2),
+			alarm(0, 2, 3, "list", Output{Revision: 2, Alarms: 1}),
+		}, porcupine.Illegal},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := Check(Model(1), prepare(tc.ops, nil), 10*time.Second)
+			if res != tc.want {
+				t.Fatalf("check = %s, want %s", res, tc.want)
+			}
+		})
+	}
+}

@@ -22,6 +22,8 @@ func describe(in Input, out Output) string {
 		return fmt.Sprintf("%s -> lease %x, rev %d", call, out.LeaseID, out.Revision)
 	case OpKeepAlive:
 		return fmt.Sprintf("%s -> renewed %v", call, out.Succeeded)
+	case OpAlarm:
+		return fmt.Sprintf("%s -> %d alarms", call, out.Alarms)
 	case OpDelete:
 		return fmt.Sprintf("%s -> deleted %d, rev %d", call, out.Deleted, out.Revision)
 	case OpCompact:
@@ -60,6 +62,8 @@ func describeCall(in Input) string {
 		return fmt.Sprintf("revoke(%x)", in.LeaseID)
 	case OpKeepAlive:
 		return fmt.Sprintf("keepalive(%x)", in.LeaseID)
+	case OpAlarm:
+		return fmt.Sprintf("alarm %s", in.Alarm)
 	case OpGet:
 		return fmt.Sprintf("get(%s)", in.Key)
 	case OpRange:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -281,7 +282,7 @@ func prepare(ops []porcupine.Operation, log *EventLog) []porcupine.Operation {
 		}
 		value, writesValue := uniqueValue(in)
 		switch {
-		case in.Kind == OpGet || in.Kind == OpRange || in.Kind == OpKeepAlive:
+		case in.Kind == OpGet || in.Kind == OpRange || in.Kind == OpKeepAlive || in.Kind == OpAlarm:
 			continue
 		case in.Kind == OpGrant:
 			// The workload uses no lease whose grant failed, so a
@@ -448,5 +449,23 @@ func (cl *Client) KeepAlive(id int64) Output {
 			return leaseErrOutput(err)
 		}
 		return Output{Revision: resp.ResponseHeader.Revision, Succeeded: resp.TTL > 0}
+	})
+}
+
+// Alarm lists the active alarms, or disarms NOSPACE for every member
+// (member ID 0), as action says ("list" or "disarm").
+func (cl *Client) Alarm(action string) Output {
+	return cl.do(Input{Kind: OpAlarm, Alarm: action}, func(ctx context.Context) Output {
+		var resp *clientv3.AlarmResponse
+		var err error
+		if action == "disarm" {
+			resp, err = cl.c.AlarmDisarm(ctx, &clientv3.AlarmMember{Alarm: pb.AlarmType_NOSPACE})
+		} else {
+			resp, err = cl.c.AlarmList(ctx)
+		}
+		if err != nil {
+			return Output{Err: err.Error()}
+		}
+		return Output{Revision: resp.Header.Revision, Alarms: len(resp.Alarms)}
 	})
 }

@@ -44,6 +44,11 @@ const (
 	// OpKeepAlive renews lease LeaseID once; it changes nothing the
 	// model tracks, but it must succeed exactly while the lease exists.
 	OpKeepAlive OpKind = "keepalive"
+	// OpAlarm lists the active alarms (Alarm "list") or disarms NOSPACE
+	// for every member (Alarm "disarm"), both entries through raft. The
+	// workload never fills the quota, so no alarm is ever active: neither
+	// changes the model, and an answer that names an alarm is wrong.
+	OpAlarm OpKind = "alarm"
 )
 
 // LeaseNotFound is the server's definite refusal of a request naming a
@@ -81,6 +86,8 @@ type Input struct {
 	// LeaseID is the lease a put attaches its key to (0: none), or the
 	// lease a revoke or keep-alive names.
 	LeaseID int64 `json:"leaseID,omitempty"`
+	// Alarm is an OpAlarm's action: "list" or "disarm".
+	Alarm string `json:"alarm,omitempty"`
 }
 
 // KV is one key as a read returns it and as the model holds it.
@@ -133,6 +140,9 @@ type Output struct {
 	// keep-alive that renewed it has Succeeded set.
 	LeaseID  int64  `json:"leaseID,omitempty"`
 	LeaseErr string `json:"leaseErr,omitempty"`
+
+	// Alarm: how many alarms the answer names.
+	Alarms int `json:"alarms,omitempty"`
 }
 
 // State is the model's state: the store's revision, the revision its
@@ -316,6 +326,8 @@ func step(s *State, in Input, out Output) (bool, *State) {
 		return failed || (out.LeaseErr == "" && out.Revision == next.Revision), next
 	case OpGrant, OpRevoke, OpKeepAlive:
 		return stepLease(s, in, out)
+	case OpAlarm:
+		return failed || out.Alarms == 0, s
 	case OpGet:
 		// Failed reads are dropped from the history before checking;
 		// accept one here all the same, as it changes nothing.

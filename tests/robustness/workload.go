@@ -136,6 +136,12 @@ func (w *worker) step() Output {
 				w.lastModRev[key] = out.ModRev
 			}
 		}
+	case r < 845:
+		action := "list"
+		if r%2 == 0 {
+			action = "disarm"
+		}
+		out = w.c.Alarm(action)
 	default:
 		out = w.multiTxn(key, value)
 	}
@@ -265,7 +271,7 @@ func Summary(ops []porcupine.Operation) string {
 		}
 	}
 	var b strings.Builder
-	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact, OpGrant, OpKeepAlive, OpRevoke} {
+	for _, k := range []OpKind{OpGet, OpRange, OpPut, OpDelete, OpTxn, OpMultiTxn, OpCompact, OpGrant, OpKeepAlive, OpRevoke, OpAlarm} {
 		c := counts[k]
 		if c == nil {
 			continue
