@@ -188,35 +188,23 @@ func (s *kvService) RangeStream(r *pb.RangeRequest, stream pb.KV_RangeStreamServ
 }
 
 func (s *kvService) streamChunks(ctx context.Context, req *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
-	total := req.Limit
-	if total == 0 {
-		total = math.MaxInt64
-	}
-	req.Limit = min(firstChunk, total)
-	var sent, rev int64
+	plan := newChunkPlan(req)
 	for {
 		resp, err := s.kv.LocalRange(ctx, req)
 		if err != nil {
 			return toStatus(err)
 		}
-		if rev == 0 {
-			rev = resp.Header.Revision
-			if req.Revision == 0 {
-				req.Revision = rev
-			}
-		}
-		sent += int64(len(resp.Kvs))
+		plan.pin(req, resp.Header.Revision)
 		var next []byte
 		if resp.More && len(resp.Kvs) > 0 {
-			last := resp.Kvs[len(resp.Kvs)-1].Key
-			next = append(append(make([]byte, 0, len(last)+1), last...), 0)
+			next = keyAfter(resp.Kvs[len(resp.Kvs)-1].Key)
 		}
 		out := &pb.RangeResponse{Kvs: resp.Kvs}
-		done := !resp.More || sent >= total || next == nil
+		done := plan.add(len(resp.Kvs), resp.More, next)
 		if done {
-			out.Header = &pb.ResponseHeader{Revision: rev}
+			out.Header = &pb.ResponseHeader{Revision: plan.rev}
 			out.More = resp.More
-			out.Count = sent
+			out.Count = plan.sent
 			if resp.More && next != nil {
 				rest, err := s.kv.LocalRange(ctx, &pb.RangeRequest{Key: next, RangeEnd: req.RangeEnd, Revision: req.Revision, CountOnly: true, Serializable: true})
 				if err != nil {
@@ -231,9 +219,54 @@ func (s *kvService) streamChunks(ctx context.Context, req *pb.RangeRequest, stre
 		if done {
 			return nil
 		}
-		req.Key = next
-		req.Limit = min(nextChunk(req.Limit, proto.Size(resp), s.chunkBytes), total-sent)
+		plan.advance(req, next, proto.Size(resp), s.chunkBytes)
 	}
+}
+
+// chunkPlan is the paging both RangeStream paths share: at most total keys
+// in all, sent so far, every chunk read at the first chunk's revision.
+type chunkPlan struct{ total, sent, rev int64 }
+
+// newChunkPlan starts paging req, whose Limit (0: none) becomes the
+// plan's total and is set to the first chunk's size.
+func newChunkPlan(req *pb.RangeRequest) *chunkPlan {
+	total := req.Limit
+	if total == 0 {
+		total = math.MaxInt64
+	}
+	req.Limit = min(firstChunk, total)
+	return &chunkPlan{total: total}
+}
+
+// pin records rev, the revision a chunk was read at, if it is the first,
+// and makes the later chunks of req read at it.
+func (p *chunkPlan) pin(req *pb.RangeRequest, rev int64) {
+	if p.rev == 0 {
+		p.rev = rev
+	}
+	if req.Revision == 0 {
+		req.Revision = p.rev
+	}
+}
+
+// add counts a chunk of n keys as sent and says whether it is the last:
+// the store had no more, the client's total is reached, or there is no
+// key to go on from (next nil).
+func (p *chunkPlan) add(n int, more bool, next []byte) bool {
+	p.sent += int64(n)
+	return !more || p.sent >= p.total || next == nil
+}
+
+// advance points req at the chunk starting at next, sized after the
+// last chunk's size in bytes.
+func (p *chunkPlan) advance(req *pb.RangeRequest, next []byte, size, chunkBytes int) {
+	req.Key = next
+	req.Limit = min(nextChunk(req.Limit, size, chunkBytes), p.total-p.sent)
+}
+
+// keyAfter is the first key after k.
+func keyAfter(k []byte) []byte {
+	return append(append(make([]byte, 0, len(k)+1), k...), 0)
 }
 
 func (s *kvService) sendChunk(stream pb.KV_RangeStreamServer, out *pb.RangeResponse) error {

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"math"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -128,12 +127,7 @@ func (s *kvService) rangeRaw(ctx context.Context, raw RawRanger, r *pb.RangeRequ
 // streamRaw is streamChunks on the raw path: the same chunks, each encoded
 // once, straight from the stored records.
 func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
-	total := req.Limit
-	if total == 0 {
-		total = math.MaxInt64
-	}
-	req.Limit = min(firstChunk, total)
-	var sent, rev int64
+	plan := newChunkPlan(req)
 	for {
 		var (
 			msg, next []byte
@@ -142,8 +136,8 @@ func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeR
 		)
 		hdr := s.headerNow()
 		err := raw.LocalRangeRaw(ctx, req, storeLimit(req.Limit), func(cur, count int64, vals [][]byte) error {
-			if rev == 0 {
-				rev = cur
+			if plan.rev == 0 {
+				plan.rev = cur
 			}
 			more := false
 			if req.Limit > 0 && int64(len(vals)) > req.Limit {
@@ -156,19 +150,18 @@ func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeR
 			if err != nil {
 				return err
 			}
-			sent += int64(len(vals))
 			if more && len(vals) > 0 {
 				last, err := keyOf(vals[len(vals)-1])
 				if err != nil {
 					return err
 				}
-				next = append(append(make([]byte, 0, len(last)+1), last...), 0)
+				next = keyAfter(last)
 			}
 			out := rangeAnswer{vals: vals, keysOnly: req.KeysOnly}
-			done = !more || sent >= total || next == nil
+			done = plan.add(len(vals), more, next)
 			if done {
-				hdr.Revision = rev
-				out.hdr, out.more, out.count = hdr, more, sent
+				hdr.Revision = plan.rev
+				out.hdr, out.more, out.count = hdr, more, plan.sent
 				if more && next != nil {
 					// The keys after this chunk, read at the same
 					// revision: the ones in range not sent.
@@ -181,16 +174,13 @@ func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeR
 		if err != nil {
 			return toStatus(err)
 		}
-		if req.Revision == 0 {
-			req.Revision = rev
-		}
+		plan.pin(req, plan.rev)
 		if err := stream.Send(preEncoded(&pb.RangeStreamResponse{}, msg)); err != nil {
 			return err
 		}
 		if done {
 			return nil
 		}
-		req.Key = next
-		req.Limit = min(nextChunk(req.Limit, size, s.chunkBytes), total-sent)
+		plan.advance(req, next, size, s.chunkBytes)
 	}
 }
