@@ -98,16 +98,7 @@ func TestAutoCompactionWithAuth(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := newClient(t, m.Endpoint)
-	for _, step := range []func() error{
-		func() error { _, err := c.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := c.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enableRootAuth(ctx, t, c, "rootpw")
 	root, err := client.New(client.Config{Endpoints: []string{m.Endpoint}, Username: "root", Password: "rootpw"})
 	if err != nil {
 		t.Fatal(err)

@@ -93,3 +93,19 @@ func TestClientFailsOver(t *testing.T) {
 		}
 	}
 }
+
+// enableRootAuth adds root with password pw, gives it the root role and
+// turns auth on, through c.
+func enableRootAuth(ctx context.Context, t *testing.T, c *client.Client, pw string) {
+	t.Helper()
+	for _, step := range []func() error{
+		func() error { _, err := c.UserAdd(ctx, "root", pw); return err },
+		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
+		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
+		func() error { _, err := c.AuthEnable(ctx); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -285,16 +285,7 @@ func TestDiscoveryServiceWithAuth(t *testing.T) {
 	disc := framework.StartKvd(t, "--enable-discovery-service")
 	ctx := t.Context()
 	c := newClient(t, disc.Endpoint)
-	for _, step := range []func() error{
-		func() error { _, err := c.UserAdd(ctx, "root", "rootpw"); return err },
-		func() error { _, err := c.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := c.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := c.AuthEnable(ctx); return err },
-	} {
-		if err := step(); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enableRootAuth(ctx, t, c, "rootpw")
 	a := newToken(t, disc, "1")
 	if a.status != http.StatusOK {
 		t.Fatalf("/new with auth enabled: %d %s", a.status, a.body)
