@@ -47,22 +47,11 @@ func DiscardUnstarted(dir string, lg *slog.Logger) (bool, error) {
 	if !wal.Exist(walDir) {
 		return false, nil
 	}
+	if has, err := wal.HasState(walDir); err != nil || has {
+		return false, err
+	}
 	if _, err := wal.NewSnapshotter(filepath.Join(dir, "snap"), lg).Load(); !errors.Is(err, wal.ErrNoSnapshot) {
 		return false, nil // a snapshot, or a snapshot dir to look at more closely: keep it
-	}
-	w, err := wal.Open(walDir, wal.Snapshot{}, lg)
-	if err != nil {
-		return false, fmt.Errorf("open wal: %w", err)
-	}
-	_, hs, ents, err := w.ReadAll()
-	if cerr := w.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return false, fmt.Errorf("read wal: %w", err)
-	}
-	if len(ents) > 0 || (hs != nil && (hs.GetTerm() != 0 || hs.GetVote() != 0 || hs.GetCommit() != 0)) {
-		return false, nil
 	}
 	if err := os.RemoveAll(walDir); err != nil {
 		return false, fmt.Errorf("remove unstarted wal %s: %w", walDir, err)

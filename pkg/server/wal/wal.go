@@ -12,6 +12,7 @@ package wal
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -63,6 +64,50 @@ func segmentName(seq, first uint64) string { return fmt.Sprintf("%016x-%016x.wal
 func Exist(dir string) bool {
 	names, err := filepath.Glob(filepath.Join(dir, "*.wal"))
 	return err == nil && len(names) > 0
+}
+
+// headBytes is how much of a WAL's first segment HasState reads: a WAL
+// that holds no raft state has only its metadata and the zero snapshot
+// record, a few hundred bytes.
+const headBytes = 64 << 10
+
+// HasState says whether the WAL in dir holds raft state: an entry or a
+// hard state, which raft writes in its first Ready. It reads only the
+// head of the first segment, and answers true when it cannot tell, so
+// that no caller throws away a WAL it should keep.
+func HasState(dir string) (bool, error) {
+	segs, err := listSegments(dir)
+	if err != nil {
+		return false, err
+	}
+	if len(segs) != 1 {
+		return len(segs) > 1, nil // more than one: it was cut, so it had entries
+	}
+	f, err := os.Open(segs[0].path)
+	if err != nil {
+		return false, fmt.Errorf("open wal segment %s: %w", segs[0].path, err)
+	}
+	defer f.Close()
+	b := make([]byte, headBytes)
+	n, err := io.ReadFull(f, b)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read wal segment %s: %w", segs[0].path, err)
+	}
+	b = b[:n]
+	for off := 0; ; {
+		r, next, end, err := decodeRecord(b, off)
+		switch {
+		case end && n == headBytes && off+headerLen > n:
+			return true, nil // the head ran out, not the records: can't tell
+		case end:
+			return false, nil
+		case err != nil:
+			return true, nil // a record running past the head, or torn: can't tell
+		case r.typ == typeEntry || r.typ == typeHardState:
+			return true, nil
+		}
+		off = next
+	}
 }
 
 // Create makes a new WAL in dir whose segments all start with metadata.

@@ -308,3 +308,49 @@ func TestSyncOnlyWhenRaftNeedsIt(t *testing.T) {
 		}
 	}
 }
+
+// HasState tells a WAL raft never wrote into from one it did, reading only
+// the head of the log.
+func TestHasState(t *testing.T) {
+	tests := []struct {
+		name  string
+		write func(t *testing.T, w *WAL)
+		want  bool
+	}{
+		{"created only", func(*testing.T, *WAL) {}, false},
+		{"a hard state", func(t *testing.T, w *WAL) {
+			if err := w.Save(hardState(1, 0), nil); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"entries", func(t *testing.T, w *WAL) {
+			if err := w.Save(nil, []*raftpb.Entry{entry(1, 1, "x")}); err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			w, err := Create(dir, []byte("meta"), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.write(t, w)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := HasState(dir); err != nil || got != tt.want {
+				t.Fatalf("HasState = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+	t.Run("several segments", func(t *testing.T) {
+		smallSegments(t, 4096)
+		dir := t.TempDir()
+		writeLog(t, dir, 200, 10)
+		if got, err := HasState(dir); err != nil || !got {
+			t.Fatalf("HasState = %v, %v; want true", got, err)
+		}
+	})
+}
