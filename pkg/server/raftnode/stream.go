@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"go.etcd.io/raft/v3/raftpb"
 )
 
 // Raft messages to a peer flow over one TCP connection that stays open:
@@ -172,13 +174,69 @@ func (t *HTTPTransport) serveStream(w http.ResponseWriter, r *http.Request, n St
 	defer t.untrack(conn)
 	_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+upgradeProtocol+"\r\n\r\n")
 	br := bufio.NewReaderSize(rw.Reader, 64<<10)
+	props := t.startProposals(n)
+	defer props.stop()
 	for {
 		m, err := readFrame(br)
 		if err != nil || m.GetFrom() != from {
 			return
 		}
+		if m.GetType() == raftpb.MsgProp {
+			props.offer(m)
+			continue
+		}
 		_ = n.Step(context.Background(), m)
 	}
+}
+
+// proposalQueueLen bounds the proposals a peer forwarded that wait for
+// raft to take them; past it they are dropped, and their proposers time
+// out, as when raft drops one.
+const proposalQueueLen = 512
+
+// proposals steps the proposals a peer forwards on one stream, on their
+// own goroutine. Raft takes a proposal only while it knows a leader: the
+// stream's own goroutine, blocked on one, would stop reading the very
+// heartbeats and appends from which this member learns of a leader, and
+// stay blocked for good. etcd keeps proposals apart for the same reason.
+type proposals struct {
+	q      chan *raftpb.Message
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (t *HTTPTransport) startProposals(n Stepper) *proposals {
+	ctx, cancel := context.WithCancel(t.ctx)
+	p := &proposals{q: make(chan *raftpb.Message, proposalQueueLen), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		for {
+			select {
+			case m := <-p.q:
+				if err := n.Step(ctx, m); err != nil {
+					return // the stream ended, or raft stopped
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return p
+}
+
+// offer queues m, or drops it when the queue is full.
+func (p *proposals) offer(m *raftpb.Message) {
+	select {
+	case p.q <- m:
+	default:
+	}
+}
+
+// stop ends the goroutine, dropping what is still queued: the proposers
+// time out, as they would had the stream broken before delivering it.
+func (p *proposals) stop() {
+	p.cancel()
+	<-p.done
 }
 
 // track registers an inbound stream from member from, for Stop, or

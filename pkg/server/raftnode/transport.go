@@ -84,15 +84,20 @@ type peer struct {
 	activeSince time.Time
 }
 
-func (p *peer) setActive(ok bool) {
+// setActive records whether the last send succeeded, and says whether
+// that changed the peer's state.
+func (p *peer) setActive(ok bool) (changed bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
-	case !ok:
+	case !ok && !p.activeSince.IsZero():
 		p.activeSince = time.Time{}
-	case p.activeSince.IsZero():
+		return true
+	case ok && p.activeSince.IsZero():
 		p.activeSince = time.Now()
+		return true
 	}
+	return false
 }
 
 func (p *peer) peerURLs() []string {
@@ -325,7 +330,15 @@ func (t *HTTPTransport) run(p *peer) {
 			return
 		}
 		err := t.write(p, &st, buf.Bytes())
-		p.setActive(err == nil)
+		if p.setActive(err == nil) {
+			// As etcd, a peer's ups and downs are worth a line each:
+			// they explain elections and stalled reads after the fact.
+			if err == nil {
+				t.lg.Info("peer became active", "peer", fmt.Sprintf("%x", p.id))
+			} else {
+				t.lg.Warn("peer became inactive", "peer", fmt.Sprintf("%x", p.id), "err", err)
+			}
+		}
 		if err == nil {
 			backoff = 0
 			if !answered {

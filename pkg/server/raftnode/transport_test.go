@@ -136,3 +136,55 @@ func TestRemovedMemberIsRefusedAndTold(t *testing.T) {
 		t.Fatalf("%d messages from a removed member were stepped", n)
 	}
 }
+
+// leaderless is a raft node that knows no leader: it takes every message
+// but a proposal, which it holds until the caller gives up, as raft does.
+type leaderless struct {
+	recorder
+	held, released chan struct{}
+}
+
+func (l *leaderless) Step(ctx context.Context, m *raftpb.Message) error {
+	if m.GetType() != raftpb.MsgProp {
+		return l.recorder.Step(ctx, m)
+	}
+	l.held <- struct{}{}
+	<-ctx.Done()
+	l.released <- struct{}{}
+	return ctx.Err()
+}
+
+// A proposal a peer forwards to a member that has lost its leader must
+// not hold up the rest of the stream: the heartbeats behind it are how
+// the member learns of the next leader. Once the stream ends, the proposal
+// waiting for raft is given up.
+func TestForwardedProposalDoesNotBlockTheStream(t *testing.T) {
+	lg := slog.New(slog.DiscardHandler)
+	receiver := &leaderless{held: make(chan struct{}, 1), released: make(chan struct{}, 1)}
+	recvT := NewHTTPTransport(7, 1, t.TempDir(), lg)
+	recvT.SetNode(receiver)
+	defer recvT.Stop()
+	srv := httptest.NewServer(recvT)
+	defer srv.Close()
+
+	tr := NewHTTPTransport(7, 0, t.TempDir(), lg)
+	tr.SetNode(&recorder{})
+	tr.AddPeer(1, []string{srv.URL})
+	to := uint64(1)
+	prop := &raftpb.Message{To: &to, Type: raftpb.MsgProp.Enum(), Entries: []*raftpb.Entry{{Data: []byte("put")}}}
+	tr.Send([]*raftpb.Message{prop})
+	select {
+	case <-receiver.held:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the proposal never reached raft")
+	}
+	tr.Send([]*raftpb.Message{msg(1, 1), msg(1, 2)})
+	eventually(t, "heartbeats behind a held proposal", func() bool { n, _ := receiver.counts(); return n == 2 })
+
+	tr.Stop()
+	select {
+	case <-receiver.released:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the held proposal was not given up when its stream ended")
+	}
+}
