@@ -3,8 +3,11 @@ package robustness
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,7 +44,10 @@ func startCluster(t *testing.T) *cluster {
 	// The leader's corruption check runs through every fault, and must
 	// never accuse a member: runScenario requires no alarm at the end.
 	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval,
-		"--corrupt-check-time", corruptCheckTime)
+		"--corrupt-check-time", corruptCheckTime,
+		// What a failed run keeps of each member (writeLogs): its
+		// elections and peer links, and its goroutines.
+		"--log-level", "info", "--enable-pprof")
 	c := &cluster{t: t, members: ms, peer: peer}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))
@@ -357,22 +363,28 @@ func parseFaults(spec string) ([]fault, error) {
 	return fs, nil
 }
 
-// converged waits until every member has applied the same revision and
-// reports the same hash of the store at it: after the faults, no member
-// may hold a different history.
+// converged waits until every member serves a linearizable read and
+// reports the same hash of the store at the revision read: after the
+// faults, no member may hold a different history or stay cut off.
 func (c *cluster) converged(timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	// Each member is asked on its own: the workload's clients fail over,
+	// so a member left without a leader for good would go unnoticed.
 	var rev int64
-	err := retry(ctx, func() error {
-		resp, err := c.admin[0].Get(ctx, "converged-check", clientv3.WithCountOnly())
-		if err == nil {
-			rev = resp.Header.Revision
+	for i, m := range c.members {
+		err := retry(ctx, func() error {
+			actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+			defer acancel()
+			resp, err := c.admin[i].Get(actx, "converged-check", clientv3.WithCountOnly())
+			if err == nil {
+				rev = max(rev, resp.Header.Revision)
+			}
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("linearizable read on %s: %w", m.Name, err)
 		}
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("read the revision: %w", err)
 	}
 	hashes := map[string]uint32{}
 	for i, m := range c.members {
@@ -407,6 +419,31 @@ func (c *cluster) noAlarms() error {
 	}
 	if len(resp.Alarms) > 0 {
 		return fmt.Errorf("alarms raised during the run: %v", resp.Alarms)
+	}
+	return nil
+}
+
+// writeLogs saves each member's log, and the stacks of its goroutines
+// when it still runs, next to a failed run's history: a member that stops
+// serving says why only there.
+func (c *cluster) writeLogs(dir string) error {
+	client := http.Client{Timeout: 5 * time.Second}
+	for _, m := range c.members {
+		if err := os.WriteFile(filepath.Join(dir, m.Name+".log"), []byte(m.Log()), 0o644); err != nil {
+			return err
+		}
+		resp, err := client.Get(m.ClientURL() + "/debug/pprof/goroutine?debug=2")
+		if err != nil {
+			continue // stopped, or frozen at the end of the run
+		}
+		stacks, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, m.Name+".goroutines"), stacks, 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -193,6 +193,9 @@ func runScenario(t *testing.T, name string, fs []fault, seed int64) {
 	if err := writeWatchResults(dir, log, ws.Records()); err != nil {
 		t.Errorf("write results: %v", err)
 	}
+	if err := c.writeLogs(dir); err != nil {
+		t.Errorf("write results: %v", err)
+	}
 	switch res {
 	case porcupine.Ok:
 		t.Logf("history, event log and watch streams in %s", dir)
