@@ -125,7 +125,7 @@ func (t *HTTPTransport) postSnapshot(u string, body io.Reader) error {
 // the state machine must be able to find the database, even after a crash.
 func (t *HTTPTransport) receiveSnapshot(w http.ResponseWriter, r *http.Request, n Stepper) {
 	br := bufio.NewReaderSize(r.Body, 1<<20)
-	m, err := readFrame(br)
+	m, err := (&frameReader{br: br}).next()
 	if err != nil || m.GetType() != raftpb.MsgSnap {
 		http.Error(w, "expected a snapshot message", http.StatusBadRequest)
 		return

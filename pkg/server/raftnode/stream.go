@@ -173,11 +173,11 @@ func (t *HTTPTransport) serveStream(w http.ResponseWriter, r *http.Request, n St
 	}
 	defer t.untrack(conn)
 	_, _ = io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: "+upgradeProtocol+"\r\n\r\n")
-	br := bufio.NewReaderSize(rw.Reader, 64<<10)
+	fr := frameReader{br: bufio.NewReaderSize(rw.Reader, 64<<10)}
 	props := t.startProposals(n)
 	defer props.stop()
 	for {
-		m, err := readFrame(br)
+		m, err := fr.next()
 		if err != nil || m.GetFrom() != from {
 			return
 		}

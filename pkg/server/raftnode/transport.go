@@ -379,13 +379,20 @@ func next(q chan *raftpb.Message, size int) *raftpb.Message {
 
 // appendFrame writes m length-prefixed, the framing both endpoints use. A
 // zero length is a keep-alive with no message.
+// The message is encoded straight into buf's spare room, not into a
+// buffer of its own that is then copied: a leader frames every append
+// once per follower.
 func appendFrame(buf *bytes.Buffer, m *raftpb.Message) {
-	b, err := proto.Marshal(m)
-	if err != nil {
+	start := buf.Len()
+	size := proto.Size(m)
+	var n [binary.MaxVarintLen64]byte
+	buf.Write(n[:binary.PutUvarint(n[:], uint64(size))])
+	buf.Grow(size)
+	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf.AvailableBuffer(), m)
+	if err != nil || len(b) != size {
+		buf.Truncate(start)
 		return
 	}
-	var n [binary.MaxVarintLen64]byte
-	buf.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 	buf.Write(b)
 }
 
@@ -450,11 +457,22 @@ func (t *HTTPTransport) accept(w http.ResponseWriter, r *http.Request, m *raftpb
 	return true
 }
 
-// readFrame reads the next message, skipping keep-alives.
-func readFrame(br *bufio.Reader) (*raftpb.Message, error) {
-	size, err := binary.ReadUvarint(br)
+// frameReader reads framed messages from one connection, reusing one
+// buffer for their encodings: decoding copies what it keeps.
+type frameReader struct {
+	br  *bufio.Reader
+	buf []byte
+}
+
+// keptFrameBuffer is the largest buffer a stream keeps between messages;
+// a rare larger message gets one of its own.
+const keptFrameBuffer = 1 << 20
+
+// next reads the next message, skipping keep-alives.
+func (r *frameReader) next() (*raftpb.Message, error) {
+	size, err := binary.ReadUvarint(r.br)
 	for err == nil && size == 0 {
-		size, err = binary.ReadUvarint(br)
+		size, err = binary.ReadUvarint(r.br)
 	}
 	if err == io.EOF {
 		return nil, err
@@ -462,8 +480,15 @@ func readFrame(br *bufio.Reader) (*raftpb.Message, error) {
 	if err != nil || size > 64<<20 {
 		return nil, errors.New("bad message framing")
 	}
-	b := make([]byte, size)
-	if _, err := io.ReadFull(br, b); err != nil {
+	b := r.buf
+	if uint64(cap(b)) < size {
+		b = make([]byte, size)
+		if size <= keptFrameBuffer {
+			r.buf = b
+		}
+	}
+	b = b[:size]
+	if _, err := io.ReadFull(r.br, b); err != nil {
 		return nil, errors.New("truncated message")
 	}
 	m := new(raftpb.Message)

@@ -1,7 +1,10 @@
 package raftnode
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +14,7 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // recorder is the receiving side's raft node as the transport sees it.
@@ -186,5 +190,54 @@ func TestForwardedProposalDoesNotBlockTheStream(t *testing.T) {
 	case <-receiver.released:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the held proposal was not given up when its stream ended")
+	}
+}
+
+// Frames written by appendFrame read back as the same messages, in order,
+// keep-alives skipped, though the reader reuses one buffer: a message read
+// earlier must not change when later ones overwrite that buffer.
+func TestFramesRoundTrip(t *testing.T) {
+	entry := func(size int, fill byte) *raftpb.Message {
+		to, index := uint64(2), uint64(size)
+		return &raftpb.Message{To: &to, Type: raftpb.MsgApp.Enum(), Index: &index,
+			Entries: []*raftpb.Entry{{Data: bytes.Repeat([]byte{fill}, size)}}}
+	}
+	for _, tc := range []struct {
+		name string
+		msgs []*raftpb.Message
+	}{
+		{"one heartbeat", []*raftpb.Message{msg(2, 7)}},
+		{"small then smaller", []*raftpb.Message{entry(300, 'a'), entry(10, 'b'), msg(2, 1)}},
+		{"growing", []*raftpb.Message{entry(10, 'a'), entry(5000, 'b'), entry(70000, 'c')}},
+		{"past the kept buffer", []*raftpb.Message{entry(100, 'a'), entry(keptFrameBuffer+1, 'b'), entry(100, 'c')}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			buf.WriteByte(0) // a keep-alive first
+			for _, m := range tc.msgs {
+				appendFrame(&buf, m)
+				buf.WriteByte(0)
+			}
+			fr := frameReader{br: bufio.NewReader(&buf)}
+			var got []*raftpb.Message
+			for {
+				m, err := fr.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, m)
+			}
+			if len(got) != len(tc.msgs) {
+				t.Fatalf("read %d messages, wrote %d", len(got), len(tc.msgs))
+			}
+			for i := range got {
+				if !proto.Equal(got[i], tc.msgs[i]) {
+					t.Fatalf("message %d differs after reading the rest", i)
+				}
+			}
+		})
 	}
 }
