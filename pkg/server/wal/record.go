@@ -26,12 +26,23 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 var ErrCorrupt = errors.New("wal: corrupt record")
 
 func appendRecord(buf []byte, typ byte, data []byte) []byte {
-	n := len(data) + 1
-	start := len(buf)
+	buf, start := beginRecord(buf, typ)
+	return sealRecord(append(buf, data...), start)
+}
+
+// beginRecord appends a record's header, to be filled in by sealRecord
+// once the record's data follows it, and its type. start is where the
+// record begins.
+func beginRecord(buf []byte, typ byte) (_ []byte, start int) {
+	start = len(buf)
 	buf = append(buf, make([]byte, headerLen)...)
-	buf = append(buf, typ)
-	buf = append(buf, data...)
-	binary.BigEndian.PutUint32(buf[start:], uint32(n))
+	return append(buf, typ), start
+}
+
+// sealRecord writes the length and CRC of the record from start to the
+// end of buf into its header.
+func sealRecord(buf []byte, start int) []byte {
+	binary.BigEndian.PutUint32(buf[start:], uint32(len(buf)-start-headerLen))
 	crc := crc32.Update(0, crcTable, buf[start:start+4])
 	crc = crc32.Update(crc, crcTable, buf[start+headerLen:])
 	binary.BigEndian.PutUint32(buf[start+4:], crc)

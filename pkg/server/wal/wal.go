@@ -329,12 +329,15 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 	return w.write(w.buf, mustSync)
 }
 
+// appendMessage encodes m straight into the batch's buffer behind its
+// record header, rather than into a buffer of its own to copy.
 func (w *WAL) appendMessage(buf []byte, typ byte, m proto.Message) ([]byte, error) {
-	data, err := w.marsh.Marshal(m)
+	buf, start := beginRecord(buf, typ)
+	buf, err := w.marsh.MarshalAppend(buf, m)
 	if err != nil {
-		return buf, fmt.Errorf("encode wal record: %w", err)
+		return buf[:start], fmt.Errorf("encode wal record: %w", err)
 	}
-	return appendRecord(buf, typ, data), nil
+	return sealRecord(buf, start), nil
 }
 
 // SaveSnapshot records that a snapshot at s exists, durably.
