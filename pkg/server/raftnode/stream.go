@@ -213,8 +213,8 @@ func (t *HTTPTransport) startProposals(n Stepper) *proposals {
 		for {
 			select {
 			case m := <-p.q:
-				if err := n.Step(ctx, m); err != nil {
-					return // the stream ended, or raft stopped
+				if err := n.Step(ctx, m); err != nil && ctx.Err() != nil {
+					return // the stream ended
 				}
 			case <-ctx.Done():
 				return

@@ -379,6 +379,7 @@ func next(q chan *raftpb.Message, size int) *raftpb.Message {
 
 // appendFrame writes m length-prefixed, the framing both endpoints use. A
 // zero length is a keep-alive with no message.
+//
 // The message is encoded straight into buf's spare room, not into a
 // buffer of its own that is then copied: a leader frames every append
 // once per follower.
