@@ -50,6 +50,9 @@ type Member struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
 	log    *lockedBuffer
+	// earlier holds the logs of the process's earlier runs, for
+	// FullLog: a member killed and restarted starts a fresh log.
+	earlier strings.Builder
 }
 
 // lockedBuffer collects a process's output while tests read it.
@@ -279,6 +282,10 @@ func (m *Member) Start() {
 func (m *Member) Launch() {
 	m.t.Helper()
 	m.mu.Lock()
+	if m.log != nil {
+		m.earlier.WriteString(m.log.String())
+		m.earlier.WriteString("--- restarted ---\n")
+	}
 	m.log = new(lockedBuffer)
 	cmd := exec.Command(m.Bin, m.Args()...)
 	cmd.Env = append(os.Environ(), m.Env...)
@@ -403,7 +410,7 @@ func (m *Member) signal(sig syscall.Signal) {
 	m.cmd = nil
 }
 
-// Log returns what the process printed.
+// Log returns what the process printed since it last started.
 func (m *Member) Log() string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -411,6 +418,17 @@ func (m *Member) Log() string {
 		return ""
 	}
 	return m.log.String()
+}
+
+// FullLog returns what the process printed in all its runs, each restart
+// marked.
+func (m *Member) FullLog() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.log == nil {
+		return m.earlier.String()
+	}
+	return m.earlier.String() + m.log.String()
 }
 
 // CrashCluster kills every member of ms with -9 at once, waits down, and

@@ -429,7 +429,7 @@ func (c *cluster) noAlarms() error {
 func (c *cluster) writeLogs(dir string) error {
 	client := http.Client{Timeout: 5 * time.Second}
 	for _, m := range c.members {
-		if err := os.WriteFile(filepath.Join(dir, m.Name+".log"), []byte(m.Log()), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, m.Name+".log"), []byte(m.FullLog()), 0o644); err != nil {
 			return err
 		}
 		resp, err := client.Get(m.ClientURL() + "/debug/pprof/goroutine?debug=2")

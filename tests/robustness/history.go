@@ -431,11 +431,18 @@ func (cl *Client) Grant(ttl int64) Output {
 }
 
 // Revoke revokes lease id.
+//
+// It calls the gRPC method itself: clientv3's Revoke counts as safe to
+// repeat, and sends it again after an Unavailable error, such as a
+// connection cut by a kill just after the first attempt applied; the
+// repeat then answers "lease not found", which the model takes as
+// definite. Called this way, it is sent again only when it certainly never
+// left (clientv3's rule for writes).
 func (cl *Client) Revoke(id int64) Output {
 	return cl.do(Input{Kind: OpRevoke, LeaseID: id}, func(ctx context.Context) Output {
-		resp, err := cl.c.Revoke(ctx, clientv3.LeaseID(id))
+		resp, err := pb.NewLeaseClient(cl.c.ActiveConnection()).LeaseRevoke(ctx, &pb.LeaseRevokeRequest{ID: id})
 		if err != nil {
-			return leaseErrOutput(err)
+			return leaseErrOutput(rpctypes.Error(err))
 		}
 		return Output{Revision: resp.Header.Revision}
 	})
