@@ -33,10 +33,6 @@ func (s *Server) recoverAuth() error {
 
 // identify says who a call comes from, by the token in its metadata.
 func (s *Server) identify(ctx context.Context) (context.Context, error) {
-	if !s.auth.Enabled() {
-		// As etcd, a token sent while auth is off is not even read.
-		return ctx, nil
-	}
 	var token string
 	// One value, without copying the call's whole metadata.
 	if ts := metadata.ValueFromIncomingContext(ctx, rpctypes.TokenFieldNameGRPC); len(ts) > 0 {
@@ -50,6 +46,15 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 		if user := certUser(ctx); user != "" {
 			return auth.WithInfo(ctx, auth.Info{User: user, Revision: s.auth.Revision()}), nil
 		}
+	}
+	if token != "" && !s.auth.Enabled() {
+		// A token while auth is off here: auth may have been turned on
+		// already, this member not having applied it yet. Let through as
+		// nobody, the call would be refused later for having no user
+		// name rather than for its token, which etcd, identifying callers
+		// only after the read barrier, judges. Once caught up, this
+		// member's auth state holds every change made before the call.
+		s.caughtUp(ctx)
 	}
 	info, err := s.auth.Identify(token)
 	if errors.Is(err, auth.ErrInvalidAuthToken) && s.caughtUp(ctx) {
