@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/raft/v3/raftpb"
@@ -189,10 +190,14 @@ func (t *HTTPTransport) serveStream(w http.ResponseWriter, r *http.Request, n St
 	}
 }
 
-// proposalQueueLen bounds the proposals a peer forwarded that wait for
-// raft to take them; past it they are dropped, and their proposers time
-// out, as when raft drops one.
-const proposalQueueLen = 512
+// Bounds of the proposals a peer forwarded that wait for raft to take
+// them, in messages and in bytes of entry data (a message may carry a
+// batch of up to 1 MiB); past them, proposals are dropped, and their
+// proposers time out, as when raft drops one.
+const (
+	proposalQueueLen   = 512
+	proposalQueueBytes = 64 << 20
+)
 
 // proposals steps the proposals a peer forwards on one stream, on their
 // own goroutine. Raft takes a proposal only while it knows a leader: the
@@ -201,6 +206,7 @@ const proposalQueueLen = 512
 // stay blocked for good. etcd keeps proposals apart for the same reason.
 type proposals struct {
 	q      chan *raftpb.Message
+	bytes  atomic.Int64 // of the entries queued
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -213,6 +219,7 @@ func (t *HTTPTransport) startProposals(n Stepper) *proposals {
 		for {
 			select {
 			case m := <-p.q:
+				p.bytes.Add(-entryBytes(m))
 				if err := n.Step(ctx, m); err != nil && ctx.Err() != nil {
 					return // the stream ended
 				}
@@ -226,10 +233,25 @@ func (t *HTTPTransport) startProposals(n Stepper) *proposals {
 
 // offer queues m, or drops it when the queue is full.
 func (p *proposals) offer(m *raftpb.Message) {
+	n := entryBytes(m)
+	if p.bytes.Add(n) > proposalQueueBytes {
+		p.bytes.Add(-n)
+		return
+	}
 	select {
 	case p.q <- m:
 	default:
+		p.bytes.Add(-n)
 	}
+}
+
+// entryBytes is the size of the data m's entries carry.
+func entryBytes(m *raftpb.Message) int64 {
+	var n int64
+	for _, e := range m.GetEntries() {
+		n += int64(len(e.GetData()))
+	}
+	return n
 }
 
 // stop ends the goroutine, dropping what is still queued: the proposers

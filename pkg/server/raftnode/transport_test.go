@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -239,5 +240,61 @@ func TestFramesRoundTrip(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// held is a raft node without a leader whose proposals wait until the
+// test lets them go, recording the order they went in.
+type held struct {
+	in      chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	order   []uint64
+}
+
+func (h *held) Step(ctx context.Context, m *raftpb.Message) error {
+	h.in <- struct{}{}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.mu.Lock()
+	h.order = append(h.order, m.GetIndex())
+	h.mu.Unlock()
+	return nil
+}
+
+func (h *held) ReportUnreachable(uint64)                   {}
+func (h *held) ReportSnapshot(uint64, raft.SnapshotStatus) {}
+
+// The proposals waiting for a leader are bounded in bytes as well as in
+// number: past the bound they are dropped, in the order they came.
+func TestForwardedProposalsBoundedInBytes(t *testing.T) {
+	tr := NewHTTPTransport(7, 1, t.TempDir(), slog.New(slog.DiscardHandler))
+	defer tr.Stop()
+	h := &held{in: make(chan struct{}, 8), release: make(chan struct{})}
+	p := tr.startProposals(h)
+	big := make([]byte, proposalQueueBytes*5/8)
+	prop := func(index uint64, data []byte) *raftpb.Message {
+		return &raftpb.Message{Type: raftpb.MsgProp.Enum(), Index: &index, Entries: []*raftpb.Entry{{Data: data}}}
+	}
+	p.offer(prop(1, []byte("first"))) // taken at once, held in Step
+	<-h.in
+	p.offer(prop(2, big))         // queued
+	p.offer(prop(3, big))         // over the bound: dropped
+	p.offer(prop(4, []byte("x"))) // queued
+	close(h.release)
+	eventually(t, "the queued proposals stepped", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return len(h.order) == 3
+	})
+	p.stop()
+	if got := h.order; !slices.Equal(got, []uint64{1, 2, 4}) {
+		t.Fatalf("proposals stepped %v, want [1 2 4]", got)
+	}
+	if n := p.bytes.Load(); n != 0 {
+		t.Fatalf("%d bytes counted as queued after the queue drained", n)
 	}
 }
