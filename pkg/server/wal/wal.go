@@ -333,11 +333,12 @@ func (w *WAL) Save(hs *raftpb.HardState, ents []*raftpb.Entry) error {
 // record header, rather than into a buffer of its own to copy.
 func (w *WAL) appendMessage(buf []byte, typ byte, m proto.Message) ([]byte, error) {
 	buf, start := beginRecord(buf, typ)
-	buf, err := w.marsh.MarshalAppend(buf, m)
+	out, err := w.marsh.MarshalAppend(buf, m)
 	if err != nil {
+		// MarshalAppend returns no buffer on failure.
 		return buf[:start], fmt.Errorf("encode wal record: %w", err)
 	}
-	return sealRecord(buf, start), nil
+	return sealRecord(out, start), nil
 }
 
 // SaveSnapshot records that a snapshot at s exists, durably.
