@@ -423,9 +423,9 @@ func (c *cluster) noAlarms() error {
 	return nil
 }
 
-// writeLogs saves each member's log, and the stacks of its goroutines
-// when it still runs, next to a failed run's history: a member that stops
-// serving says why only there.
+// writeLogs saves each member's log over all its runs, and the stacks of
+// its goroutines when it still runs, next to a failed run's history: a
+// member that stops serving says why only there.
 func (c *cluster) writeLogs(dir string) error {
 	client := http.Client{Timeout: 5 * time.Second}
 	for _, m := range c.members {
