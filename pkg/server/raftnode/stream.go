@@ -205,7 +205,7 @@ const (
 // heartbeats and appends from which this member learns of a leader, and
 // stay blocked for good. etcd keeps proposals apart for the same reason.
 type proposals struct {
-	q      chan *raftpb.Message
+	q      chan queuedProposal
 	bytes  atomic.Int64 // of the entries queued
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -213,14 +213,14 @@ type proposals struct {
 
 func (t *HTTPTransport) startProposals(n Stepper) *proposals {
 	ctx, cancel := context.WithCancel(t.ctx)
-	p := &proposals{q: make(chan *raftpb.Message, proposalQueueLen), cancel: cancel, done: make(chan struct{})}
+	p := &proposals{q: make(chan queuedProposal, proposalQueueLen), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for {
 			select {
-			case m := <-p.q:
-				p.bytes.Add(-entryBytes(m))
-				if err := n.Step(ctx, m); err != nil && ctx.Err() != nil {
+			case qp := <-p.q:
+				p.bytes.Add(-qp.bytes)
+				if err := n.Step(ctx, qp.m); err != nil && ctx.Err() != nil {
 					return // the stream ended
 				}
 			case <-ctx.Done():
@@ -239,10 +239,17 @@ func (p *proposals) offer(m *raftpb.Message) {
 		return
 	}
 	select {
-	case p.q <- m:
+	case p.q <- queuedProposal{m: m, bytes: n}:
 	default:
 		p.bytes.Add(-n)
 	}
+}
+
+// queuedProposal is a proposal waiting for raft, with the bytes it counts
+// for in the queue's bound.
+type queuedProposal struct {
+	m     *raftpb.Message
+	bytes int64
 }
 
 // entryBytes is the size of the data m's entries carry.
