@@ -19,7 +19,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/kvd-io/kvd/pkg/server/apply"
-	"github.com/kvd-io/kvd/pkg/server/backend"
 	"github.com/kvd-io/kvd/pkg/server/mvcc"
 )
 
@@ -125,14 +124,7 @@ func TestRangeBudgetOverGRPC(t *testing.T) {
 	largeAnswers = newAnswerBudget(3<<20, time.Hour)
 	defer func() { largeAnswers = saved }()
 
-	be, err := backend.Open(backend.Config{Path: filepath.Join(t.TempDir(), "db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := mvcc.New(be, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, be := openStore(t, filepath.Join(t.TempDir(), "db"))
 	defer func() { s.Close(); be.Close() }()
 	for i := range 1500 {
 		err := s.Write(uint64(i+1), 1, func(tx *mvcc.TxnWrite) error {

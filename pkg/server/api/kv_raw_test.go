@@ -71,14 +71,7 @@ func rawRecord(t *testing.T, be *backend.Backend, main int64, rec []byte) {
 func openRangeStore(t *testing.T) (*mvcc.Store, int64) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "db")
-	be, err := backend.Open(backend.Config{Path: path})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := mvcc.New(be, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, be := openStore(t, path)
 	var index uint64
 	write := func(fn func(*mvcc.TxnWrite)) {
 		index++
@@ -122,14 +115,25 @@ func openRangeStore(t *testing.T) (*mvcc.Store, int64) {
 	if err := be.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if be, err = backend.Open(backend.Config{Path: path}); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = mvcc.New(be, nil); err != nil {
-		t.Fatal(err)
-	}
+	s, be = openStore(t, path)
 	t.Cleanup(func() { s.Close(); be.Close() })
 	return s, mid
+}
+
+// openStore opens the database at path and the store over it; the caller
+// closes both.
+func openStore(t *testing.T, path string) (*mvcc.Store, *backend.Backend) {
+	t.Helper()
+	be, err := backend.Open(backend.Config{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := mvcc.New(be, nil)
+	if err != nil {
+		be.Close()
+		t.Fatal(err)
+	}
+	return s, be
 }
 
 func rangeServices(t *testing.T) (old, raw *kvService, calls *atomic.Int64, s *mvcc.Store, mid int64) {
