@@ -47,20 +47,18 @@ func (s *Server) identify(ctx context.Context) (context.Context, error) {
 			return auth.WithInfo(ctx, auth.Info{User: user, Revision: s.auth.Revision()}), nil
 		}
 	}
-	if token != "" && !s.auth.Enabled() {
-		// A token while auth is off here: auth may have been turned on
-		// already, this member not having applied it yet. Let through as
-		// nobody, the call would be refused later for having no user
-		// name rather than for its token, which etcd, identifying callers
-		// only after the read barrier, judges. Once caught up, this
-		// member's auth state holds every change made before the call.
-		s.caughtUp(ctx)
-	}
 	info, err := s.auth.Identify(token)
-	if errors.Is(err, auth.ErrInvalidAuthToken) && s.caughtUp(ctx) {
-		// A simple token reaches every member through raft: one given
-		// out by another member a moment ago may not have applied here
-		// yet. Once everything committed has, it has or it never will.
+	// Two answers may only mean that this member is behind: a simple
+	// token given out by another member a moment ago may not have applied
+	// here yet, and auth may have been turned on already. Let through as
+	// nobody, a call of the second kind would be refused later for having
+	// no user name rather than for its token (etcd identifies callers only
+	// after the read barrier). Once everything committed before the call
+	// has applied, the answer is final. Identify answers nobody for a
+	// token only while auth is off.
+	offHere := token != "" && err == nil && info == (auth.Info{})
+	behind := errors.Is(err, auth.ErrInvalidAuthToken) || offHere
+	if behind && s.caughtUp(ctx) {
 		info, err = s.auth.Identify(token)
 	}
 	if err != nil {
