@@ -106,6 +106,7 @@ func addFlags(fs *pflag.FlagSet) {
 	fs.Duration("corrupt-check-time", 0, "How often the leader compares the members' key-space hashes and raises the CORRUPT alarm for one that differs (0: never).")
 	fs.String("feature-gates", "", "Comma-separated Name=bool pairs of etcd's feature gates; kvd acts on InitialCorruptCheck (compare this member's hash with its peers' before serving, and refuse to start when they differ) and accepts etcd's others.")
 	fs.Bool("enable-pprof", false, "Serve Go runtime profiles under /debug/pprof/ on the client URLs.")
+	fs.String("grpc-server", "kvd", "kvd only: what serves the gRPC client API: kvd (its own HTTP/2 server, lighter per call) or grpc-go.")
 	fs.Bool("enable-grpc-gateway", true, "Serve the HTTP/JSON gateway (/v3/...) on the client URLs.")
 	fs.String("log-level", "info", "Log level: debug, info, warn or error.")
 	fs.String("log-format", "json", "Log format: json, or console (one key=value line per record).")
@@ -180,6 +181,7 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 		MaxLearners:                 v.GetInt("max-learners"),
 		EnablePprof:                 v.GetBool("enable-pprof"),
 		DisableGateway:              !v.GetBool("enable-grpc-gateway"),
+		GRPCGo:                      v.GetString("grpc-server") == "grpc-go",
 		WatchProgressNotifyInterval: v.GetDuration("watch-progress-notify-interval"),
 		LeaseCheckpointInterval:     v.GetDuration("lease-checkpoint-interval"),
 		BcryptCost:                  v.GetInt("bcrypt-cost"),
@@ -218,6 +220,9 @@ func configFrom(v *viper.Viper) (server.Config, error) {
 	if cfg.AutoCompactionMode == "" {
 		// Validate lets a Config made in code leave it empty.
 		return cfg, errors.New("undefined auto-compaction-mode")
+	}
+	if g := v.GetString("grpc-server"); g != "kvd" && g != "grpc-go" {
+		return cfg, fmt.Errorf("--grpc-server %q: want kvd or grpc-go", g)
 	}
 	if cfg.BcryptCost < 4 || cfg.BcryptCost > 31 {
 		return cfg, fmt.Errorf("--bcrypt-cost %d: want 4 to 31", cfg.BcryptCost)

@@ -66,6 +66,9 @@ type Config struct {
 	WatchProgressNotifyInterval time.Duration
 	// EnablePprof serves runtime profiles on the client URLs.
 	EnablePprof bool
+	// GRPCGo serves the client API with grpc-go's server rather than
+	// h2rpc's lighter one.
+	GRPCGo bool
 	// DisableGateway turns off the HTTP/JSON gateway on the client URLs
 	// (etcd's --enable-grpc-gateway=false).
 	DisableGateway bool

@@ -430,6 +430,7 @@ func (s *Server) Run(ctx context.Context) error {
 
 	apiCfg := api.Config{
 		KV: s, Maintenance: s, Cluster: s, Header: s, Leases: s, Auth: s,
+		GRPCGo:                      s.cfg.GRPCGo,
 		Identify:                    s.identify,
 		Probe:                       s,
 		Alarms:                      s,

@@ -21,7 +21,7 @@ import (
 // reached over an in-memory listener rather than the member's own client
 // URL, which spares the gateway a TLS client configuration and a port.
 // Everything it starts ends when ctx is done.
-func NewGateway(ctx context.Context, gs *grpc.Server) (http.Handler, error) {
+func NewGateway(ctx context.Context, gs RPCServer) (http.Handler, error) {
 	lis := newChanListener(pipeAddr{})
 	conn, err := grpc.NewClient("passthrough:///kvd-gateway",
 		grpc.WithContextDialer(lis.dialPipe),

@@ -18,11 +18,14 @@ import (
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"google.golang.org/grpc"
 
+	"github.com/kvd-io/kvd/pkg/server/h2rpc"
 	"github.com/kvd-io/kvd/pkg/version"
 )
 
 // Config describes the client-facing services of one member.
 type Config struct {
+	// GRPCGo serves with grpc-go's server instead of h2rpc's.
+	GRPCGo      bool
 	KV          KV
 	Maintenance Maintenance
 	Cluster     Cluster
@@ -77,34 +80,58 @@ type Mounter interface {
 // grpcOverhead is the slack above MaxRequestBytes that gRPC accepts.
 const grpcOverhead = 512 * 1024
 
+// RPCServer serves the gRPC services: h2rpc's server, or grpc-go's.
+type RPCServer interface {
+	grpc.ServiceRegistrar
+	Serve(net.Listener) error
+	GracefulStop()
+	Stop()
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}
+
 // NewGRPC builds the gRPC server with every service registered.
-func NewGRPC(cfg Config) *grpc.Server {
-	opts := []grpc.ServerOption{
-		grpc.ForceServerCodecV2(serverCodec),
-		grpc.MaxRecvMsgSize(cfg.MaxRequestBytes + grpcOverhead),
-		grpc.MaxSendMsgSize(math.MaxInt32),
-		grpc.MaxConcurrentStreams(math.MaxUint32),
-		grpc.Creds(connCreds{}), // TLS, if any, is the listener's (tls.go)
-		// A pool of long-lived workers handles the streams: a fresh
-		// goroutine per call grows its stack from 8 KiB on every request,
-		// which cost about a tenth of the server's CPU under load.
-		grpc.NumStreamWorkers(256),
-	}
+func NewGRPC(cfg Config) RPCServer {
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
 	if cfg.Calls != nil {
-		opts = append(opts, grpc.ChainUnaryInterceptor(cfg.Calls.UnaryInterceptor), grpc.ChainStreamInterceptor(cfg.Calls.StreamInterceptor))
+		unary, stream = append(unary, cfg.Calls.UnaryInterceptor), append(stream, cfg.Calls.StreamInterceptor)
 	}
 	if cfg.HasLeader != nil {
 		g := leaderGuard{hasLeader: cfg.HasLeader, interval: cfg.ElectionTimeout}
 		if g.interval <= 0 {
 			g.interval = time.Second
 		}
-		opts = append(opts, grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream))
+		unary, stream = append(unary, g.unary), append(stream, g.stream)
 	}
 	if cfg.Identify != nil {
 		id := identifier(cfg.Identify)
-		opts = append(opts, grpc.ChainUnaryInterceptor(id.unary), grpc.ChainStreamInterceptor(id.stream))
+		unary, stream = append(unary, id.unary), append(stream, id.stream)
 	}
-	s := grpc.NewServer(opts...)
+	var s RPCServer
+	if cfg.GRPCGo {
+		s = grpc.NewServer(
+			grpc.ForceServerCodecV2(serverCodec),
+			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverhead),
+			grpc.MaxSendMsgSize(math.MaxInt32),
+			grpc.MaxConcurrentStreams(math.MaxUint32),
+			grpc.Creds(connCreds{}), // TLS, if any, is the listener's (tls.go)
+			// A fresh goroutine per call would grow its stack from 8 KiB
+			// on every request.
+			grpc.NumStreamWorkers(256),
+			grpc.ChainUnaryInterceptor(unary...),
+			grpc.ChainStreamInterceptor(stream...),
+		)
+	} else {
+		s = h2rpc.NewServer(h2rpc.Options{
+			Codec:              serverCodec,
+			MaxRecvMsgSize:     cfg.MaxRequestBytes + grpcOverhead,
+			Workers:            256, // put handlers wait for their commit: many are busy at once
+			UnaryInterceptors:  unary,
+			StreamInterceptors: stream,
+			AuthInfo:           authInfo,
+			Logger:             cfg.Logger,
+		})
+	}
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
@@ -133,7 +160,9 @@ func NewGRPC(cfg Config) *grpc.Server {
 type CallObserver interface {
 	UnaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, next grpc.UnaryHandler) (any, error)
 	StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, next grpc.StreamHandler) error
-	RegisterGRPC(s *grpc.Server)
+	RegisterGRPC(s interface {
+		GetServiceInfo() map[string]grpc.ServiceInfo
+	})
 }
 
 // NewMetricsHTTP returns the handler of --listen-metrics-urls: /metrics
@@ -190,7 +219,7 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // stops gracefully: in-flight calls finish, new ones are refused. gRPC
 // clients speak HTTP/2 with prior knowledge, so the connection preface
 // tells the two apart.
-func Serve(ctx context.Context, lis net.Listener, gs *grpc.Server, h http.Handler, lg *slog.Logger) error {
+func Serve(ctx context.Context, lis net.Listener, gs RPCServer, h http.Handler, lg *slog.Logger) error {
 	grpcLis := newChanListener(lis.Addr())
 	httpLis := newChanListener(lis.Addr())
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}

@@ -44,17 +44,22 @@ func (connCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, c
 }
 
 func (connCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return c, authInfo(c), nil
+}
+
+// authInfo is the security of a connection the listener accepted.
+func authInfo(c net.Conn) credentials.AuthInfo {
 	inner := c
 	if pc, ok := c.(*peekedConn); ok {
 		inner = pc.Conn
 	}
 	if tc, ok := inner.(*tls.Conn); ok {
-		return c, credentials.TLSInfo{
+		return credentials.TLSInfo{
 			State:          tc.ConnectionState(),
 			CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
-		}, nil
+		}
 	}
-	return c, plainInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}, nil
+	return plainInfo{credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity}}
 }
 
 func (connCreds) Info() credentials.ProtocolInfo {

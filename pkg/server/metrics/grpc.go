@@ -70,7 +70,9 @@ func newGRPCMetrics(reg prometheus.Registerer, extensive bool) *grpcMetrics {
 // once the services are registered and before s serves. Like etcd's, the
 // handled counters of every code start at zero, so rates exist before the
 // first error.
-func (m *Metrics) RegisterGRPC(s *grpc.Server) {
+func (m *Metrics) RegisterGRPC(s interface {
+	GetServiceInfo() map[string]grpc.ServiceInfo
+}) {
 	if m == nil {
 		return
 	}
