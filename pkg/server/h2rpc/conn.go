@@ -104,8 +104,9 @@ func (c *conn) readLoop() error {
 	c.w.flush()
 	for {
 		if c.fr.r.Buffered() == 0 {
-			// About to wait for the client: send what the reader queued.
-			c.w.flushPending()
+			// About to wait for the client: what the reader queued must
+			// not wait for long.
+			c.w.flushSoon()
 		}
 		h, p, err := c.fr.next()
 		if err != nil {
@@ -344,7 +345,7 @@ func (c *conn) answerEarly(st *stream) {
 	if !st.recvDone {
 		*b = appendRSTStream(*b, st.id, http2.ErrCodeNo)
 	}
-	c.w.queue()
+	c.w.flush()
 }
 
 // abort ends a unary call before its handler runs: its request was bad.
@@ -353,7 +354,7 @@ func (c *conn) abort(st *stream, s *status.Status) {
 	b := c.w.lock()
 	*b = st.appendStatus(*b, s, true, maxFrame)
 	*b = appendRSTStream(*b, st.id, http2.ErrCodeNo)
-	c.w.queue()
+	c.w.flush()
 	c.finish(st)
 }
 
@@ -422,6 +423,7 @@ func (c *conn) close(reason error) {
 			c.srv.opts.Logger.Debug("client connection closed", "remote", c.nc.RemoteAddr(), "reason", reason)
 		}
 		c.nc.Close()
+		c.w.stop()
 		c.mu.Lock()
 		c.closed = true
 		streams := c.streams

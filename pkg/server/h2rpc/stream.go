@@ -125,10 +125,21 @@ func parseTimeout(v string) (time.Duration, error) {
 		}
 		n = n*10 + int64(ch-'0')
 	}
-	units := map[byte]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
-		'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}
-	unit, ok := units[v[len(v)-1]]
-	if !ok {
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
 		return 0, fmt.Errorf("h2rpc: bad grpc-timeout unit %q", v)
 	}
 	return time.Duration(n) * unit, nil

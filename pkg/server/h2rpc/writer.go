@@ -3,6 +3,7 @@ package h2rpc
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // keepBuffer is the largest write buffer kept between writes; a larger one,
@@ -23,6 +24,10 @@ type connWriter struct {
 	err     error
 	// closeIdle, once set, runs after the last queued frame is written.
 	closeIdle func()
+	// soon writes frames the reader queued, unless an answer carries them
+	// first; armed says it is set.
+	soon  *time.Timer
+	armed bool
 }
 
 // lock returns the buffer to append whole frames to; flush or queue ends
@@ -75,9 +80,42 @@ func (w *connWriter) closeAfterWrites(closeFn func()) {
 	w.flush()
 }
 
+// controlDelay is how long the reader's own frames (PING and SETTINGS
+// acknowledgements, window updates) may wait for an answer to ride with.
+// grpc-go clients ping after nearly every answer they read, to size their
+// windows; acknowledging each ping on its own would cost a system call per
+// call. Ten milliseconds is far inside any keepalive timeout.
+const controlDelay = 10 * time.Millisecond
+
+// flushSoon makes sure frames queued by the reader go out within
+// controlDelay.
+func (w *connWriter) flushSoon() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) == 0 || w.writing || w.armed || w.err != nil {
+		return
+	}
+	w.armed = true
+	if w.soon == nil {
+		w.soon = time.AfterFunc(controlDelay, w.flushPending)
+		return
+	}
+	w.soon.Reset(controlDelay)
+}
+
+// stop ends the pending delayed write, if any.
+func (w *connWriter) stop() {
+	w.mu.Lock()
+	if w.soon != nil {
+		w.soon.Stop()
+	}
+	w.mu.Unlock()
+}
+
 // flushPending writes whatever was queued, if anything was.
 func (w *connWriter) flushPending() {
 	w.mu.Lock()
+	w.armed = false
 	if len(w.buf) == 0 {
 		w.mu.Unlock()
 		return
