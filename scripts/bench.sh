@@ -422,6 +422,12 @@ run_tls() {
     stop_cluster kvd
     stop_cluster etcd
   done
+  # The opt-in kinds that run after this one (restart, memory, ...) start
+  # plain clusters and connect without certificates.
+  SCHEME=http
+  TLS_FLAGS=()
+  CURL_TLS=()
+  BENCH_TLS=""
 }
 
 row members scenario server req/s p50_ms p99_ms cpu_us/req peak_rss_MiB
