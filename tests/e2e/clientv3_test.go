@@ -37,6 +37,27 @@ func TestClientv3Conformance(t *testing.T) {
 	}
 }
 
+// TestGRPCServers runs the KV and watch behaviours on both of kvd's gRPC
+// servers, its own (the default) and grpc-go's (--grpc-server grpc-go):
+// the exact results checkKV asserts, and the same watch transcript.
+func TestGRPCServers(t *testing.T) {
+	watched := map[string]string{}
+	for _, server := range []string{"kvd", "grpc-go"} {
+		t.Run(server, func(t *testing.T) {
+			m := framework.StartKvd(t, "--grpc-server", server, "--max-txn-ops", "4", "--max-request-bytes", "4096")
+			c := newClientv3(t, m.Endpoint)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			checkKV(ctx, t, c)
+			w := newClientv3(t, framework.StartKvd(t, "--grpc-server", server).Endpoint)
+			watched[server] = watchScenario(ctx, t, w)
+		})
+	}
+	if watched["kvd"] != watched["grpc-go"] {
+		t.Fatalf("the servers' watch transcripts differ:\nkvd:\n%s\ngrpc-go:\n%s", watched["kvd"], watched["grpc-go"])
+	}
+}
+
 func checkKV(ctx context.Context, t *testing.T, c *clientv3.Client) {
 	must := func(err error) {
 		t.Helper()
