@@ -104,6 +104,7 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 TOTAL=${TOTAL:-20000}
+CONNS=${CONNS:-100}
 MEMBERS=${MEMBERS:-1 3}
 SCENARIOS=${SCENARIOS:-put range watch lease auth}
 WATCH_WATCHERS=${WATCH_WATCHERS:-1000 10000}
@@ -226,7 +227,8 @@ stop_cluster() { # SYSTEM: SIGTERM its members and wait for them
 # cluster; a name's first word (before the first -) is its kind. A name with
 # %s is a kvbench run that prints several RESULT lines, tagged part=PART,
 # each a row whose name has PART for %s. --conns 100 gives every member a
-# share of the connections.
+# share of the connections; CONNS changes that for the plain put and range
+# rows (CONNS=10: ten calls in flight on each connection).
 all_scenarios() {
   local n=$1 put="put --key-size 8 --val-size 256 --key-space-size 100000" w
   # @PIDS@ becomes the measured system's member pids (see run_scenario).
@@ -234,9 +236,9 @@ all_scenarios() {
   if [ "$n" = 1 ]; then
     echo "put-1client|--conns 1 --clients 1 $srv $put --total $((TOTAL / 10))"
   fi
-  echo "put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
-  echo "range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
-  echo "range-ser-100clients|--conns 100 --clients 100 $srv range foo --consistency s --total $TOTAL"
+  echo "put-100clients|--conns $CONNS --clients 100 $srv $put --total $TOTAL"
+  echo "range-lin-100clients|--conns $CONNS --clients 100 $srv range foo --consistency l --total $TOTAL"
+  echo "range-ser-100clients|--conns $CONNS --clients 100 $srv range foo --consistency s --total $TOTAL"
   # Run on clusters of their own, with TLS on (see run_tls).
   echo "tls-put-100clients|--conns 100 --clients 100 $srv $put --total $TOTAL"
   echo "tls-range-lin-100clients|--conns 100 --clients 100 $srv range foo --consistency l --total $TOTAL"
