@@ -106,7 +106,7 @@ func (st *stream) writeMessage(data mem.BufferSlice, last bool) error {
 		b := st.c.w.lock()
 		if !st.headerSent {
 			st.headerSent = true
-			*b = appendHeaderBlock(*b, st.id, append(append([]byte(nil), responseHeaders...), appendMD(nil, st.header)...), false, maxFrame)
+			*b = appendHeaderBlock(*b, st.id, st.headerBlock(), false, maxFrame)
 		}
 		for got > 0 {
 			k := min(got, maxFrame)
@@ -127,6 +127,15 @@ func (st *stream) writeMessage(data mem.BufferSlice, last bool) error {
 }
 
 var okStatus = status.New(codes.OK, "")
+
+// headerBlock is the answer's header block: the common one, unless the
+// handler set metadata of its own.
+func (st *stream) headerBlock() []byte {
+	if len(st.header) == 0 {
+		return responseHeaders
+	}
+	return appendMD(append([]byte(nil), responseHeaders...), st.header)
+}
 
 // msgSource hands out a message's bytes, its prefix first, frame by frame.
 type msgSource struct {
@@ -181,7 +190,7 @@ func (st *stream) SendHeader(md metadata.MD) error {
 	}
 	st.headerSent = true
 	b := st.c.w.lock()
-	*b = appendHeaderBlock(*b, st.id, append(append([]byte(nil), responseHeaders...), appendMD(nil, st.header)...), false, maxFrame)
+	*b = appendHeaderBlock(*b, st.id, st.headerBlock(), false, maxFrame)
 	st.c.w.flush()
 	return nil
 }

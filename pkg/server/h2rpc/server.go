@@ -209,57 +209,43 @@ func (s *Server) dispatch(st *stream) {
 
 // GracefulStop stops accepting connections and calls, lets the calls in
 // flight finish, and returns when every connection has closed.
-func (s *Server) GracefulStop() {
-	s.mu.Lock()
-	s.draining = true
-	s.closeListenersLocked()
-	conns := s.snapshotLocked()
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.drain()
-	}
-	s.mu.Lock()
-	for len(s.conns) > 0 {
-		s.connsDone.Wait()
-	}
-	s.stopWorkersLocked()
-	s.mu.Unlock()
-}
+func (s *Server) GracefulStop() { s.shutdown(true) }
 
 // Stop closes every listener and connection at once; calls in flight see
 // their context cancelled.
-func (s *Server) Stop() {
-	s.mu.Lock()
-	s.stopped = true
-	s.closeListenersLocked()
-	conns := s.snapshotLocked()
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.close(errors.New("server stopped"))
-	}
-	s.mu.Lock()
-	for len(s.conns) > 0 {
-		s.connsDone.Wait()
-	}
-	s.stopWorkersLocked()
-	s.mu.Unlock()
-}
+func (s *Server) Stop() { s.shutdown(false) }
 
-func (s *Server) closeListenersLocked() {
+var errStopped = errors.New("server stopped")
+
+// shutdown closes the listeners, drains or closes every connection, waits
+// until all have closed, and stops the workers.
+func (s *Server) shutdown(graceful bool) {
+	s.mu.Lock()
+	if graceful {
+		s.draining = true
+	} else {
+		s.stopped = true
+	}
 	for l := range s.lis {
 		l.Close()
 	}
-}
-
-func (s *Server) snapshotLocked() []*conn {
-	out := make([]*conn, 0, len(s.conns))
+	conns := make([]*conn, 0, len(s.conns))
 	for c := range s.conns {
-		out = append(out, c)
+		conns = append(conns, c)
 	}
-	return out
-}
-
-func (s *Server) stopWorkersLocked() {
+	s.mu.Unlock()
+	for _, c := range conns {
+		if graceful {
+			c.drain()
+		} else {
+			c.close(errStopped)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(s.conns) > 0 {
+		s.connsDone.Wait()
+	}
 	select {
 	case <-s.quit:
 	default:

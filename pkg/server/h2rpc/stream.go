@@ -113,6 +113,10 @@ func decodeBinaryHeader(v string) ([]byte, error) {
 	return base64.RawStdEncoding.DecodeString(v)
 }
 
+// timeoutUnits are grpc-timeout's units by their letter.
+var timeoutUnits = [256]time.Duration{'H': time.Hour, 'M': time.Minute, 'S': time.Second,
+	'm': time.Millisecond, 'u': time.Microsecond, 'n': time.Nanosecond}
+
 // parseTimeout reads grpc-timeout: up to 8 digits and a unit.
 func parseTimeout(v string) (time.Duration, error) {
 	if len(v) < 2 || len(v) > 9 {
@@ -125,21 +129,8 @@ func parseTimeout(v string) (time.Duration, error) {
 		}
 		n = n*10 + int64(ch-'0')
 	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
+	unit := timeoutUnits[v[len(v)-1]]
+	if unit == 0 {
 		return 0, fmt.Errorf("h2rpc: bad grpc-timeout unit %q", v)
 	}
 	return time.Duration(n) * unit, nil
@@ -297,6 +288,9 @@ func nudge(ch chan struct{}) {
 // appendStatus encodes the call's end: trailers after headers, or a
 // trailers-only answer when nothing was sent yet.
 func (st *stream) appendStatus(b []byte, s *status.Status, trailersOnly bool, maxFrame int) []byte {
+	if !trailersOnly && s.Code() == codes.OK && len(st.trailer) == 0 {
+		return appendHeaderBlock(b, st.id, trailersOK, true, maxFrame) // the common end
+	}
 	block := make([]byte, 0, 64)
 	if trailersOnly {
 		block = append(block, responseHeaders...)
