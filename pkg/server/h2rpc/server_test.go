@@ -3,10 +3,12 @@ package h2rpc
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -15,6 +17,7 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"golang.org/x/net/http2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -102,10 +105,11 @@ func (w *watchEcho) Watch(ss pb.Watch_WatchServer) error {
 }
 
 type fixture struct {
-	srv  *Server
-	conn *grpc.ClientConn
-	kv   *kvEcho
-	done chan error // Serve's return
+	target string
+	srv    *Server
+	conn   *grpc.ClientConn
+	kv     *kvEcho
+	done   chan error // Serve's return
 }
 
 func start(t *testing.T, opts Options, watch *watchEcho) *fixture {
@@ -123,6 +127,7 @@ func start(t *testing.T, opts Options, watch *watchEcho) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.target = lis.Addr().String()
 	go func() { f.done <- f.srv.Serve(lis) }()
 	f.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
@@ -214,6 +219,27 @@ func TestUnknownMethod(t *testing.T) {
 	// The connection still serves.
 	if _, err := pb.NewKVClient(f.conn).Range(ctxT(t), &pb.RangeRequest{Key: []byte("a")}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A request that is not gRPC is refused as grpc-go refuses it: HTTP 415.
+func TestNotGRPC(t *testing.T) {
+	f := start(t, Options{}, nil)
+	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Post("http://"+f.target+"/etcdserverpb.KV/Range", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusUnsupportedMediaType || resp.Header.Get("grpc-status") != "13" {
+		t.Fatalf("status %d, headers %v, trailers %v", resp.StatusCode, resp.Header, resp.Trailer)
+	}
+	if got := resp.Header.Get("grpc-message"); got != `transport: received unexpected content-type "application/json"` {
+		t.Fatalf("grpc-message %q", got)
 	}
 }
 

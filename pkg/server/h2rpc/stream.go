@@ -22,12 +22,13 @@ type stream struct {
 	id uint32
 
 	// Set while the headers are decoded, by the reader.
-	path     string
-	grpcType bool
-	timeout  time.Duration
-	md       metadata.MD
-	early    *status.Status // the call is answered with this, unheard
-	method   *method
+	path        string
+	grpcType    bool
+	contentType string
+	timeout     time.Duration
+	md          metadata.MD
+	early       *status.Status // the call is answered with this, unheard
+	method      *method
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -68,6 +69,7 @@ func (st *stream) onHeader(name, value string) {
 			st.refuse(codes.Internal, fmt.Sprintf("h2rpc: method %q is not POST", value))
 		}
 	case "content-type":
+		st.contentType = value
 		st.grpcType = value == "application/grpc" || strings.HasPrefix(value, "application/grpc+") ||
 			strings.HasPrefix(value, "application/grpc;")
 	case "grpc-timeout":
@@ -139,7 +141,8 @@ func parseTimeout(v string) (time.Duration, error) {
 // check refuses a call whose headers alone show it cannot be served.
 func (st *stream) check() {
 	if st.early == nil && !st.grpcType {
-		st.refuse(codes.Internal, "h2rpc: content-type is not application/grpc")
+		// grpc-go answers such a request with HTTP 415 (see answerEarly).
+		st.refuse(codes.Internal, fmt.Sprintf("transport: received unexpected content-type %q", st.contentType))
 	}
 	if st.early == nil {
 		if st.method = st.c.srv.methods[st.path]; st.method == nil {
@@ -292,7 +295,9 @@ func (st *stream) appendStatus(b []byte, s *status.Status, trailersOnly bool, ma
 		return appendHeaderBlock(b, st.id, trailersOK, true, maxFrame) // the common end
 	}
 	block := make([]byte, 0, 64)
-	if trailersOnly {
+	if trailersOnly && !st.grpcType {
+		block = appendResponseHeaders(block, 415)
+	} else if trailersOnly {
 		block = append(block, responseHeaders...)
 		block = appendMD(block, st.header)
 	}
