@@ -3,7 +3,6 @@ package h2rpc
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +16,6 @@ import (
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"golang.org/x/net/http2"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -225,9 +223,8 @@ func TestUnknownMethod(t *testing.T) {
 // A request that is not gRPC is refused as grpc-go refuses it: HTTP 415.
 func TestNotGRPC(t *testing.T) {
 	f := start(t, Options{}, nil)
-	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		return (&net.Dialer{}).DialContext(ctx, network, addr)
-	}}
+	tr := &http.Transport{Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true) // prior knowledge, as gRPC clients speak
 	defer tr.CloseIdleConnections()
 	resp, err := (&http.Client{Transport: tr}).Post("http://"+f.target+"/etcdserverpb.KV/Range", "application/json", strings.NewReader("{}"))
 	if err != nil {
