@@ -91,47 +91,7 @@ type RPCServer interface {
 
 // NewGRPC builds the gRPC server with every service registered.
 func NewGRPC(cfg Config) RPCServer {
-	var unary []grpc.UnaryServerInterceptor
-	var stream []grpc.StreamServerInterceptor
-	if cfg.Calls != nil {
-		unary, stream = append(unary, cfg.Calls.UnaryInterceptor), append(stream, cfg.Calls.StreamInterceptor)
-	}
-	if cfg.HasLeader != nil {
-		g := leaderGuard{hasLeader: cfg.HasLeader, interval: cfg.ElectionTimeout}
-		if g.interval <= 0 {
-			g.interval = time.Second
-		}
-		unary, stream = append(unary, g.unary), append(stream, g.stream)
-	}
-	if cfg.Identify != nil {
-		id := identifier(cfg.Identify)
-		unary, stream = append(unary, id.unary), append(stream, id.stream)
-	}
-	var s RPCServer
-	if cfg.GRPCGo {
-		s = grpc.NewServer(
-			grpc.ForceServerCodecV2(serverCodec),
-			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverhead),
-			grpc.MaxSendMsgSize(math.MaxInt32),
-			grpc.MaxConcurrentStreams(math.MaxUint32),
-			grpc.Creds(connCreds{}), // TLS, if any, is the listener's (tls.go)
-			// A fresh goroutine per call would grow its stack from 8 KiB
-			// on every request.
-			grpc.NumStreamWorkers(256),
-			grpc.ChainUnaryInterceptor(unary...),
-			grpc.ChainStreamInterceptor(stream...),
-		)
-	} else {
-		s = h2rpc.NewServer(h2rpc.Options{
-			Codec:              serverCodec,
-			MaxRecvMsgSize:     cfg.MaxRequestBytes + grpcOverhead,
-			Workers:            256, // put handlers wait for their commit: many are busy at once
-			UnaryInterceptors:  unary,
-			StreamInterceptors: stream,
-			AuthInfo:           authInfo,
-			Logger:             cfg.Logger,
-		})
-	}
+	s := newRPCServer(cfg)
 	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
@@ -153,6 +113,57 @@ func NewGRPC(cfg Config) RPCServer {
 		cfg.Calls.RegisterGRPC(s)
 	}
 	return s
+}
+
+// newRPCServer returns the chosen server, with the interceptors of cfg and
+// no services yet.
+func newRPCServer(cfg Config) RPCServer {
+	unary, stream := interceptors(cfg)
+	if cfg.GRPCGo {
+		return grpc.NewServer(
+			grpc.ForceServerCodecV2(serverCodec),
+			grpc.MaxRecvMsgSize(cfg.MaxRequestBytes+grpcOverhead),
+			grpc.MaxSendMsgSize(math.MaxInt32),
+			grpc.MaxConcurrentStreams(math.MaxUint32),
+			grpc.Creds(connCreds{}), // TLS, if any, is the listener's (tls.go)
+			// A fresh goroutine per call would grow its stack from 8 KiB
+			// on every request.
+			grpc.NumStreamWorkers(256),
+			grpc.ChainUnaryInterceptor(unary...),
+			grpc.ChainStreamInterceptor(stream...),
+		)
+	}
+	return h2rpc.NewServer(h2rpc.Options{
+		Codec:              serverCodec,
+		MaxRecvMsgSize:     cfg.MaxRequestBytes + grpcOverhead,
+		Workers:            256, // put handlers wait for their commit: many are busy at once
+		UnaryInterceptors:  unary,
+		StreamInterceptors: stream,
+		AuthInfo:           authInfo,
+		Logger:             cfg.Logger,
+	})
+}
+
+// interceptors are what runs around every call, in order: metrics, the
+// leader guard, then identification.
+func interceptors(cfg Config) ([]grpc.UnaryServerInterceptor, []grpc.StreamServerInterceptor) {
+	var unary []grpc.UnaryServerInterceptor
+	var stream []grpc.StreamServerInterceptor
+	if cfg.Calls != nil {
+		unary, stream = append(unary, cfg.Calls.UnaryInterceptor), append(stream, cfg.Calls.StreamInterceptor)
+	}
+	if cfg.HasLeader != nil {
+		g := leaderGuard{hasLeader: cfg.HasLeader, interval: cfg.ElectionTimeout}
+		if g.interval <= 0 {
+			g.interval = time.Second
+		}
+		unary, stream = append(unary, g.unary), append(stream, g.stream)
+	}
+	if cfg.Identify != nil {
+		id := identifier(cfg.Identify)
+		unary, stream = append(unary, id.unary), append(stream, id.stream)
+	}
+	return unary, stream
 }
 
 // CallObserver sees every gRPC call before anything else does, and is
