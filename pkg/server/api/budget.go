@@ -2,13 +2,9 @@ package api
 
 import (
 	"context"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"weak"
-
-	"google.golang.org/grpc/mem"
 )
 
 // answerBudget bounds the bytes of large encoded answers the member holds
@@ -151,48 +147,12 @@ func (b *answerBudget) take(ctx context.Context, n int) (*budgetTicket, []byte, 
 	}
 }
 
-// tickets finds the ticket of an answer's buffer by a weak pointer to its
-// first byte, so that an answer gRPC never marshals is not kept alive by
-// this table.
-var tickets sync.Map // weak.Pointer[byte] -> *budgetTicket
-
-// ticketsHeld counts the entries of tickets.
-var ticketsHeld atomic.Int64
-
 // holdBudget ties t to buf, the encoded answer: passThroughCodec hands the
 // buffer to gRPC with t as its pool, and if buf becomes garbage without
 // that, the collector gives the bytes back.
 func holdBudget(buf []byte, t *budgetTicket) {
-	if t == nil || len(buf) == 0 {
+	if t == nil {
 		return
 	}
-	w := weak.Make(&buf[0])
-	ticketsHeld.Add(1)
-	tickets.Store(w, t)
-	runtime.AddCleanup(&buf[0], func(h heldBudget) {
-		if _, ok := tickets.LoadAndDelete(h.w); ok {
-			ticketsHeld.Add(-1)
-		}
-		h.t.release() // no-op if gRPC gave the buffer back already
-	}, heldBudget{w, t})
-}
-
-type heldBudget struct {
-	w weak.Pointer[byte]
-	t *budgetTicket
-}
-
-// answerBuffer is raw as gRPC's buffer, returning its budget, if it holds
-// any, once gRPC is done with it. While no answer holds budget, as under
-// small reads, it skips the lookup: making its weak pointer cost 3% of a
-// member's CPU under single-key ranges.
-func answerBuffer(raw []byte) mem.Buffer {
-	if ticketsHeld.Load() == 0 {
-		return mem.SliceBuffer(raw)
-	}
-	if v, ok := tickets.LoadAndDelete(weak.Make(&raw[0])); ok {
-		ticketsHeld.Add(-1)
-		return mem.NewBuffer(&raw, v.(*budgetTicket))
-	}
-	return mem.SliceBuffer(raw)
+	lend(buf, t, t.release) // release is a no-op once gRPC gave buf back
 }

@@ -175,9 +175,9 @@ func TestRangeBudgetOverGRPC(t *testing.T) {
 	}
 	wg.Wait()
 	deadline := time.Now().Add(10 * time.Second)
-	for held, inUse, _ := largeAnswers.state(); held != 0 || inUse != 0 || ticketsHeld.Load() != 0; held, inUse, _ = largeAnswers.state() {
+	for held, inUse, _ := largeAnswers.state(); held != 0 || inUse != 0 || lentHeld.Load() != 0; held, inUse, _ = largeAnswers.state() {
 		if time.Now().After(deadline) {
-			t.Fatalf("budget not given back after the answers were written: held %d, in use %d, tickets %d", held, inUse, ticketsHeld.Load())
+			t.Fatalf("budget not given back after the answers were written: held %d, in use %d, tickets %d", held, inUse, lentHeld.Load())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

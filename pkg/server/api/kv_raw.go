@@ -13,13 +13,22 @@ import (
 // the records as stored (see rangeenc.go) rather than from decoded ones.
 type RawRanger interface {
 	// LocalRangeRaw reads r.Key to r.RangeEnd at r.Revision (0: the
-	// current one) from local state with no barrier, at most limit keys
-	// (0: all), in key order, and calls fn with the revision read at, the
-	// number of keys in range before the limit and the stored records
-	// (marshalled mvccpb.KeyValues). fn runs under the store's read lock;
-	// vals are valid only until it returns. The caller's right to read
-	// the range is checked first.
-	LocalRangeRaw(ctx context.Context, r *pb.RangeRequest, limit int64, fn func(rev, count int64, vals [][]byte) error) error
+	// current one) from local state with no barrier, within lim, in key
+	// order, and calls fn with the revision read at, the number of keys
+	// in range before the limit and the stored records (marshalled
+	// mvccpb.KeyValues). fn runs under the store's read lock; vals are
+	// valid only until it returns. The caller's right to read the range
+	// is checked first.
+	LocalRangeRaw(ctx context.Context, r *pb.RangeRequest, lim RawLimit, fn func(rev, count int64, vals [][]byte) error) error
+}
+
+// RawLimit bounds a raw read.
+type RawLimit struct {
+	Keys int64 // at most this many records are handed over; 0: all
+	// Paged counts the keys in range only up to Keys, which tells whether
+	// there are more and is all a page of a stream needs: each page then
+	// costs its own size, not a walk over the rest of the range.
+	Paged bool
 }
 
 // rawCovers tells whether a range's answer is its keys in key order, cut at
@@ -98,7 +107,7 @@ func (s *kvService) rangeRaw(ctx context.Context, raw RawRanger, r *pb.RangeRequ
 		b, err = a.appendTo(buf[:0])
 		return err
 	}
-	err := raw.LocalRangeRaw(ctx, r, storeLimit(r.Limit), encode)
+	err := raw.LocalRangeRaw(ctx, r, RawLimit{Keys: storeLimit(r.Limit)}, encode)
 	if errors.Is(err, errOverBudget) {
 		if t, buf, err = largeAnswers.take(ctx, need); err != nil {
 			return nil, toStatus(err)
@@ -108,12 +117,12 @@ func (s *kvService) rangeRaw(ctx context.Context, raw RawRanger, r *pb.RangeRequ
 		if pinned.Revision == 0 {
 			pinned.Revision = hdrRev
 		}
-		err = raw.LocalRangeRaw(ctx, pinned, storeLimit(r.Limit), encode)
+		err = raw.LocalRangeRaw(ctx, pinned, RawLimit{Keys: storeLimit(r.Limit)}, encode)
 		if errors.Is(err, rpctypes.ErrGRPCCompacted) && r.Revision == 0 {
 			// Compacted past the first read while waiting: read what
 			// is current now instead.
 			hdrRev = 0
-			err = raw.LocalRangeRaw(ctx, r, storeLimit(r.Limit), encode)
+			err = raw.LocalRangeRaw(ctx, r, RawLimit{Keys: storeLimit(r.Limit)}, encode)
 		}
 	}
 	if err != nil {
@@ -128,6 +137,7 @@ func (s *kvService) rangeRaw(ctx context.Context, raw RawRanger, r *pb.RangeRequ
 // once, straight from the stored records.
 func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeRequest, stream pb.KV_RangeStreamServer) error {
 	plan := newChunkPlan(req)
+	spares := newChunkSpares()
 	for {
 		var (
 			msg, next []byte
@@ -135,7 +145,10 @@ func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeR
 			size      int
 		)
 		hdr := s.headerNow()
-		err := raw.LocalRangeRaw(ctx, req, storeLimit(req.Limit), func(cur, count int64, vals [][]byte) error {
+		// Only a chunk that may end the stream at the client's limit
+		// needs the count of the keys after it.
+		lim := RawLimit{Keys: storeLimit(req.Limit), Paged: req.Limit < plan.total-plan.sent}
+		err := raw.LocalRangeRaw(ctx, req, lim, func(cur, count int64, vals [][]byte) error {
 			if plan.rev == 0 {
 				plan.rev = cur
 			}
@@ -168,13 +181,14 @@ func (s *kvService) streamRaw(ctx context.Context, raw RawRanger, req *pb.RangeR
 					out.count += count - int64(len(vals))
 				}
 			}
-			msg, err = out.encodeStream()
+			msg, err = out.encodeStream(spares)
 			return err
 		})
 		if err != nil {
 			return toStatus(err)
 		}
 		plan.pin(req, plan.rev)
+		lend(msg, spares, nil)
 		if err := stream.Send(preEncoded(&pb.RangeStreamResponse{}, msg)); err != nil {
 			return err
 		}

@@ -40,9 +40,9 @@ type rawKV struct {
 	calls *atomic.Int64
 }
 
-func (k rawKV) LocalRangeRaw(_ context.Context, r *pb.RangeRequest, limit int64, fn func(rev, count int64, vals [][]byte) error) error {
+func (k rawKV) LocalRangeRaw(_ context.Context, r *pb.RangeRequest, lim RawLimit, fn func(rev, count int64, vals [][]byte) error) error {
 	defer k.calls.Add(1) // after the read: a test may wait for it to be done
-	return apply.ToGRPC(k.s.RangeRaw(r.Key, r.RangeEnd, mvcc.RangeOptions{Limit: limit, Rev: r.Revision}, fn))
+	return apply.ToGRPC(k.s.RangeRaw(r.Key, r.RangeEnd, mvcc.RangeOptions{Limit: lim.Keys, Rev: r.Revision, Paged: lim.Paged}, fn))
 }
 
 type fixedHeader struct{ s *mvcc.Store }
@@ -165,6 +165,7 @@ func rangeCases(mid int64) []struct {
 		{"every key", &pb.RangeRequest{Key: all, RangeEnd: all}, true},
 		{"prefix", &pb.RangeRequest{Key: []byte("k1"), RangeEnd: []byte("k2")}, true},
 		{"limit", &pb.RangeRequest{Key: all, RangeEnd: all, Limit: 3}, true},
+		{"limit across chunks", &pb.RangeRequest{Key: all, RangeEnd: all, Limit: 15}, true},
 		{"limit equal to count", &pb.RangeRequest{Key: []byte("k1"), RangeEnd: []byte("k2"), Limit: 10}, true},
 		{"limit above count", &pb.RangeRequest{Key: []byte("k1"), RangeEnd: []byte("k2"), Limit: 11}, true},
 		{"keys only", &pb.RangeRequest{Key: all, RangeEnd: all, KeysOnly: true}, true},
@@ -235,8 +236,9 @@ func decoded(t *testing.T, b []byte) *pb.RangeResponse {
 	return r
 }
 
-// chunkRecorder is a RangeStream's server side that keeps each message
-// sent, marshalled.
+// chunkRecorder is a RangeStream's server side that keeps a copy of each
+// message sent, marshalled, and then frees the buffers, as gRPC does once
+// it has written them: the stream may then reuse them.
 type chunkRecorder struct {
 	grpc.ServerStream
 	msgs [][]byte
@@ -250,6 +252,7 @@ func (c *chunkRecorder) Send(m *pb.RangeStreamResponse) error {
 		return err
 	}
 	c.msgs = append(c.msgs, b.Materialize())
+	b.Free()
 	return nil
 }
 

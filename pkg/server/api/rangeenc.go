@@ -211,13 +211,13 @@ func (a *rangeAnswer) appendTo(b []byte) ([]byte, error) {
 }
 
 // encodeStream returns the RangeStreamResponse carrying the answer as its
-// range_response, in one buffer of exactly its size.
-func (a *rangeAnswer) encodeStream() ([]byte, error) {
+// range_response, in a buffer from spares.
+func (a *rangeAnswer) encodeStream(spares *chunkSpares) ([]byte, error) {
 	n, err := a.size()
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 1+protowire.SizeVarint(uint64(n))+n)
+	b := spares.take(1 + protowire.SizeVarint(uint64(n)) + n)
 	b = protowire.AppendTag(b, fieldStreamRange, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
 	return a.appendTo(b)

@@ -92,7 +92,7 @@ type RPCServer interface {
 // NewGRPC builds the gRPC server with every service registered.
 func NewGRPC(cfg Config) RPCServer {
 	s := newRPCServer(cfg)
-	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: cfg.MaxRequestBytes})
+	pb.RegisterKVServer(s, &kvService{kv: cfg.KV, hdr: cfg.Header, maxTxnOps: cfg.MaxTxnOps, chunkBytes: min(cfg.MaxRequestBytes, 256<<10)})
 	pb.RegisterMaintenanceServer(s, &maintenanceService{m: cfg.Maintenance, hdr: cfg.Header})
 	pb.RegisterClusterServer(s, &clusterService{c: cfg.Cluster, hdr: cfg.Header})
 	if cfg.Leases != nil {

@@ -76,6 +76,10 @@ type Backend struct {
 	bg   sync.WaitGroup
 	// afterChunk, set by tests only, runs between two copy chunks.
 	afterChunk func()
+	// reads counts large reads, to release the file's mapped pages.
+	reads residentReads
+	// closed, under mu, is set by Close.
+	closed bool
 
 	stopc chan struct{}
 	donec chan struct{}
@@ -252,6 +256,22 @@ type ReadTx struct{ b *Backend }
 // Get reads key from bucket. The slice is valid only inside Read.
 func (r ReadTx) Get(bucket, key []byte) []byte { return r.b.bkts[string(bucket)].Get(key) }
 
+// Lookup is a point reader over one bucket for reading many keys: each
+// Get reuses one cursor, where ReadTx.Get makes a new one per key.
+type Lookup struct{ c *bolt.Cursor }
+
+// Lookup returns a point reader over bucket, valid only inside Read.
+func (r ReadTx) Lookup(bucket []byte) Lookup { return Lookup{r.b.bkts[string(bucket)].Cursor()} }
+
+// Get reads key, as ReadTx.Get does.
+func (l Lookup) Get(key []byte) []byte {
+	k, v := l.c.Seek(key)
+	if !bytes.Equal(k, key) {
+		return nil
+	}
+	return v
+}
+
 // ForEach calls fn for the keys of bucket in order, from start on, until fn
 // returns false.
 func (r ReadTx) ForEach(bucket, start []byte, fn func(k, v []byte) bool) {
@@ -331,6 +351,7 @@ func (b *Backend) Close() error {
 	defer b.mu.Unlock()
 	err := b.runPreCommit()
 	err = errors.Join(err, b.tx.Commit(), b.db.Close())
+	b.closed = true
 	b.bg.Wait()
 	return err
 }

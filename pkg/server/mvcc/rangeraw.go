@@ -15,8 +15,16 @@ import (
 // are read-locked and the slices in vals are valid only until it returns:
 // it must copy what it keeps, and be quick, as writers wait for it.
 // o.Count is ignored; rev is the revision read at, count the keys in
-// range before the limit.
+// range before the limit (with o.Paged, at most o.Limit).
 func (s *Store) RangeRaw(key, end []byte, o RangeOptions, fn func(rev, count int64, vals [][]byte) error) error {
+	read, err := s.rangeRaw(key, end, o, fn)
+	s.noteRead(read)
+	return err
+}
+
+// rangeRaw is RangeRaw under the store's read lock; it also says how many
+// bytes of records it read.
+func (s *Store) rangeRaw(key, end []byte, o RangeOptions, fn func(rev, count int64, vals [][]byte) error) (int, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	rev := o.Rev
@@ -24,10 +32,10 @@ func (s *Store) RangeRaw(key, end []byte, o RangeOptions, fn func(rev, count int
 		rev = s.rev
 	}
 	if rev > s.rev {
-		return ErrFutureRev
+		return 0, ErrFutureRev
 	}
 	if rev < s.compactRev {
-		return ErrCompacted
+		return 0, ErrCompacted
 	}
 	var (
 		revs  []Revision
@@ -42,21 +50,26 @@ func (s *Store) RangeRaw(key, end []byte, o RangeOptions, fn func(rev, count int
 		if o.Limit <= 0 || int64(len(revs)) < o.Limit {
 			revs = append(revs, mod)
 		}
-		return true
+		return !o.Paged || o.Limit <= 0 || count < o.Limit
 	})
-	var err error
+	var (
+		err  error
+		read int
+	)
 	s.be.Read(func(tx backend.ReadTx) {
 		vals := make([][]byte, len(revs))
 		k := revKey(Revision{}, false) // reused: Get keeps no reference to it
+		keys := tx.Lookup(backend.Key)
 		for i, r := range revs {
 			binary.BigEndian.PutUint64(k, uint64(r.Main))
 			binary.BigEndian.PutUint64(k[9:], uint64(r.Sub))
-			if vals[i] = tx.Get(backend.Key, k); vals[i] == nil {
+			if vals[i] = keys.Get(k); vals[i] == nil {
 				err = fmt.Errorf("range: revision %d.%d is in the index but not in the database", r.Main, r.Sub)
 				return
 			}
+			read += len(vals[i])
 		}
 		err = fn(s.rev, count, vals)
 	})
-	return err
+	return read, err
 }

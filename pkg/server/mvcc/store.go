@@ -130,6 +130,8 @@ func (s *Store) load() error {
 	if err != nil {
 		return fmt.Errorf("restore key index: %w", err)
 	}
+	// The rebuild read every record: none of the file need stay resident.
+	s.be.ReleaseMapped()
 	// A new store is at revision 1, as etcd's is: the first write makes 2.
 	s.rev = max(s.rev, s.compactRev, wanted, 1)
 	if wanted > s.compactRev {
@@ -231,6 +233,10 @@ type RangeOptions struct {
 	Limit int64 // 0 for no limit
 	Rev   int64 // 0 for the current revision
 	Count bool  // count only, return no values
+	// Paged stops counting at Limit, so that Count is at most Limit: all
+	// a pager needs to know whether there is more, without walking the
+	// rest of a large range's index for every page.
+	Paged bool
 }
 
 // RangeResult is what a read found.
@@ -243,20 +249,35 @@ type RangeResult struct {
 // Range reads [key, end) at a revision (see treeIndex.ascend for end).
 func (s *Store) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.rangeLocked(key, end, o, s.rev)
+	res, read, err := s.rangeLocked(key, end, o, s.rev)
+	s.mu.RUnlock()
+	s.noteRead(read)
+	return res, err
 }
 
-func (s *Store) rangeLocked(key, end []byte, o RangeOptions, cur int64) (*RangeResult, error) {
+// largeRead is the size from which a read counts toward releasing the
+// database file's mapped pages (see backend.NoteRead).
+const largeRead = 64 << 10
+
+// noteRead tells the backend about a read of n bytes, if it was large. It
+// is called with no store lock held, as it may release the file's pages.
+func (s *Store) noteRead(n int) {
+	if n >= largeRead {
+		s.be.NoteRead(n)
+	}
+}
+
+// rangeLocked reads a range, and says how many bytes of records it read.
+func (s *Store) rangeLocked(key, end []byte, o RangeOptions, cur int64) (*RangeResult, int, error) {
 	rev := o.Rev
 	if rev <= 0 {
 		rev = cur
 	}
 	if rev > cur {
-		return nil, ErrFutureRev
+		return nil, 0, ErrFutureRev
 	}
 	if rev < s.compactRev {
-		return nil, ErrCompacted
+		return nil, 0, ErrCompacted
 	}
 	res := &RangeResult{Rev: cur}
 	var revs []Revision
@@ -269,16 +290,20 @@ func (s *Store) rangeLocked(key, end []byte, o RangeOptions, cur int64) (*RangeR
 		if !o.Count && (o.Limit <= 0 || int64(len(revs)) < o.Limit) {
 			revs = append(revs, mod)
 		}
-		return true
+		return !o.Paged || o.Limit <= 0 || res.Count < o.Limit
 	})
 	if o.Count || len(revs) == 0 {
-		return res, nil
+		return res, 0, nil
 	}
-	var err error
+	var (
+		err  error
+		read int
+	)
 	res.KVs = make([]*mvccpb.KeyValue, 0, len(revs))
 	s.be.Read(func(tx backend.ReadTx) {
+		keys := tx.Lookup(backend.Key)
 		for _, r := range revs {
-			v := tx.Get(backend.Key, revKey(r, false))
+			v := keys.Get(revKey(r, false))
 			kv := new(mvccpb.KeyValue)
 			if v == nil {
 				err = fmt.Errorf("revision %d.%d is in the index but not in the database", r.Main, r.Sub)
@@ -287,13 +312,14 @@ func (s *Store) rangeLocked(key, end []byte, o RangeOptions, cur int64) (*RangeR
 			if err = proto.Unmarshal(v, kv); err != nil {
 				return
 			}
+			read += len(v)
 			res.KVs = append(res.KVs, kv)
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("range: %w", err)
+		return nil, read, fmt.Errorf("range: %w", err)
 	}
-	return res, nil
+	return res, read, nil
 }
 
 // Reader is a consistent view of the store: the applier's write txn, or a
@@ -314,7 +340,8 @@ func (s *Store) Read(fn func(Reader)) {
 type readView struct{ s *Store }
 
 func (v readView) Range(key, end []byte, o RangeOptions) (*RangeResult, error) {
-	return v.s.rangeLocked(key, end, o, v.s.rev)
+	res, _, err := v.s.rangeLocked(key, end, o, v.s.rev)
+	return res, err
 }
 
 func (v readView) Rev() int64 { return v.s.rev }
