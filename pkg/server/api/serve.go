@@ -313,6 +313,18 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
+// NetConn is the connection under the sniffing reader.
+func (c *peekedConn) NetConn() net.Conn { return c.Conn }
+
+// TakeReadAhead hands over the bytes sniffed or read ahead and not read
+// yet, for a caller that reads NetConn from then on (h2rpc does).
+func (c *peekedConn) TakeReadAhead() []byte {
+	b, _ := c.r.Peek(c.r.Buffered())
+	b = bytes.Clone(b)
+	_, _ = c.r.Discard(len(b))
+	return b
+}
+
 // chanListener is a net.Listener fed by split.
 type chanListener struct {
 	addr   net.Addr

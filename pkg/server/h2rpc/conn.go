@@ -9,6 +9,8 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -32,8 +34,13 @@ const (
 // parsing and header decoding; handlers write through w, and flow control
 // and the stream table are shared under mu.
 type conn struct {
-	srv  *Server
-	nc   net.Conn
+	srv *Server
+	nc  net.Conn
+	// raw, for a TCP connection, is its socket, which the reader reads
+	// directly (readraw.go); the reader then also closes nc, on its way
+	// out, and done tells it to go.
+	raw  syscall.RawConn
+	done atomic.Bool
 	fr   frameReader
 	w    connWriter
 	dec  *hpack.Decoder
@@ -66,6 +73,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		peerMaxFrame:   defaultMaxFrame,
 	}
 	c.w.nc = nc
+	c.raw = rawConn(nc)
 	c.fr = frameReader{r: bufio.NewReaderSize(nc, readBufferSize), max: defaultMaxFrame}
 	c.dec = hpack.NewDecoder(4096, c.onField)
 	c.dec.SetMaxStringLength(maxHeaderString)
@@ -84,6 +92,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 func (c *conn) serve() {
 	err := c.readLoop()
 	c.close(err)
+	if c.raw != nil {
+		c.nc.Close()
+		c.srv.forget(c)
+	}
 }
 
 func (c *conn) readLoop() error {
@@ -96,12 +108,20 @@ func (c *conn) readLoop() error {
 		return errors.New("bad client preface")
 	}
 	_ = c.nc.SetReadDeadline(time.Time{})
+	if c.done.Load() {
+		// Closed while the preface was read: the deadline just cleared
+		// was the one meant to stop this reader.
+		return net.ErrClosed
+	}
 	b := c.w.lock()
 	*b = appendSettings(*b,
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: c.streamWindow},
 		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: 16 << 20})
 	*b = appendWindowUpdate(*b, 0, connWindow-defaultWindow)
 	c.w.flush()
+	if c.raw != nil {
+		return c.readFramesRaw()
+	}
 	for {
 		if c.fr.r.Buffered() == 0 {
 			// About to wait for the client: what the reader queued must
@@ -422,7 +442,15 @@ func (c *conn) close(reason error) {
 		if reason != nil && !errors.Is(reason, io.EOF) && !errors.Is(reason, net.ErrClosed) {
 			c.srv.opts.Logger.Debug("client connection closed", "remote", c.nc.RemoteAddr(), "reason", reason)
 		}
-		c.nc.Close()
+		if c.raw != nil {
+			// The reader may be inside the socket's Read, which Close
+			// would wait for: wake it, fail every write from now on,
+			// and let it close the socket.
+			c.done.Store(true)
+			_ = c.nc.SetDeadline(longAgo)
+		} else {
+			c.nc.Close()
+		}
 		c.w.stop()
 		c.mu.Lock()
 		c.closed = true
@@ -436,7 +464,9 @@ func (c *conn) close(reason error) {
 		for _, st := range streams {
 			st.cancelCall()
 		}
-		c.srv.forget(c)
+		if c.raw == nil {
+			c.srv.forget(c)
+		}
 	})
 }
 

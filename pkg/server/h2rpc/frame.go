@@ -48,13 +48,7 @@ func (fr *frameReader) next() (frameHeader, []byte, error) {
 	if _, err := io.ReadFull(fr.r, fr.hdr[:]); err != nil {
 		return frameHeader{}, nil, err
 	}
-	b := fr.hdr[:]
-	h := frameHeader{
-		length:   uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]),
-		typ:      http2.FrameType(b[3]),
-		flags:    http2.Flags(b[4]),
-		streamID: binary.BigEndian.Uint32(b[5:]) & maxWindow,
-	}
+	h := parseFrameHeader(fr.hdr[:])
 	if h.length > fr.max {
 		return h, nil, errFrameTooLarge
 	}
@@ -66,6 +60,16 @@ func (fr *frameReader) next() (frameHeader, []byte, error) {
 		return h, nil, err
 	}
 	return h, p, nil
+}
+
+// parseFrameHeader reads the frame header at the start of b.
+func parseFrameHeader(b []byte) frameHeader {
+	return frameHeader{
+		length:   uint32(b[0])<<16 | uint32(b[1])<<8 | uint32(b[2]),
+		typ:      http2.FrameType(b[3]),
+		flags:    http2.Flags(b[4]),
+		streamID: binary.BigEndian.Uint32(b[5:]) & maxWindow,
+	}
 }
 
 // errPadding is a connection error: padding longer than its frame.

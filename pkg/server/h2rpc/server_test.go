@@ -112,6 +112,16 @@ type fixture struct {
 
 func start(t *testing.T, opts Options, watch *watchEcho) *fixture {
 	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startOn(t, opts, watch, lis)
+}
+
+// startOn is start serving on lis, with the client's extra dial options.
+func startOn(t *testing.T, opts Options, watch *watchEcho, lis net.Listener, dial ...grpc.DialOption) *fixture {
+	t.Helper()
 	if opts.Codec == nil {
 		opts.Codec = encoding.GetCodecV2(protocodec.Name)
 	}
@@ -121,14 +131,11 @@ func start(t *testing.T, opts Options, watch *watchEcho) *fixture {
 		watch = &watchEcho{}
 	}
 	pb.RegisterWatchServer(f.srv, watch)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	f.target = lis.Addr().String()
 	go func() { f.done <- f.srv.Serve(lis) }()
-	f.conn, err = grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+	var err error
+	f.conn, err = grpc.NewClient(lis.Addr().String(), append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20))}, dial...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
