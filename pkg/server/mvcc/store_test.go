@@ -90,6 +90,8 @@ func TestRevisionsAndVersions(t *testing.T) {
 		{"a", "c", RangeOptions{}, "a=3@6/6/v1 b=1@3/3/v1", 2},
 		{"b", "\x00", RangeOptions{}, "b=1@3/3/v1 c=1@7/7/v1 d=1@7/7/v1", 3},
 		{"a", "\x00", RangeOptions{Limit: 2}, "a=3@6/6/v1 b=1@3/3/v1", 4},
+		{"a", "\x00", RangeOptions{Limit: 2, Paged: true}, "a=3@6/6/v1 b=1@3/3/v1", 2},
+		{"a", "\x00", RangeOptions{Limit: 9, Paged: true}, "a=3@6/6/v1 b=1@3/3/v1 c=1@7/7/v1 d=1@7/7/v1", 4},
 		{"a", "\x00", RangeOptions{Count: true}, "", 4},
 		{"\x00", "\x00", RangeOptions{Rev: 3}, "a=1@2/2/v1 b=1@3/3/v1", 2},
 	}
