@@ -29,6 +29,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	}{
 		{"default", nil},
 		{"frequent-snapshots", []string{"--snapshot-count", "50"}},
+		{"snapshot-every-few-entries", []string{"--snapshot-count", "3"}},
 		{"slow-batches", []string{"--backend-batch-interval", "2s", "--backend-batch-limit", "100000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -80,19 +80,21 @@ func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog
 	if err != nil && !errors.Is(err, wal.ErrNoSnapshot) {
 		return nil, nil, fmt.Errorf("load snapshot: %w", err)
 	}
-	var at wal.Snapshot
-	if snap != nil {
-		at = wal.Snapshot{Index: snap.GetMetadata().GetIndex(), Term: snap.GetMetadata().GetTerm()}
+	w, meta, hs, ents, err := readWAL(walDir, snap, lg)
+	var missing *wal.SnapshotNotFoundError
+	if errors.As(err, &missing) {
+		// The newest snapshot file lacks its WAL record: the member
+		// died between saving the two. Start from the newest snapshot
+		// the WAL does record; its entries since are all still there.
+		if snap, err = snaps.LoadRecorded(missing.Recorded); err != nil && !errors.Is(err, wal.ErrNoSnapshot) {
+			return nil, nil, fmt.Errorf("load snapshot: %w", err)
+		}
+		w, meta, hs, ents, err = readWAL(walDir, snap, lg)
 	}
-	w, err := wal.Open(walDir, at, lg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open wal: %w", err)
+		return nil, nil, err
 	}
-	meta, hs, ents, err := w.ReadAll()
-	if err != nil {
-		w.Close()
-		return nil, nil, fmt.Errorf("read wal: %w", err)
-	}
+	at := snapshotAt(snap)
 	if snap != nil {
 		if err := storage.ApplySnapshot(snap); err != nil {
 			w.Close()
@@ -113,3 +115,24 @@ func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog
 }
 
 func (d *disk) close() error { return d.wal.Close() }
+
+// readWAL opens the WAL in dir at snap (nil for none) and reads it all.
+func readWAL(dir string, snap *raftpb.Snapshot, lg *slog.Logger) (*wal.WAL, []byte, *raftpb.HardState, []*raftpb.Entry, error) {
+	w, err := wal.Open(dir, snapshotAt(snap), lg)
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("open wal: %w", err)
+	}
+	meta, hs, ents, err := w.ReadAll()
+	if err != nil {
+		w.Close()
+		return nil, nil, nil, nil, fmt.Errorf("read wal: %w", err)
+	}
+	return w, meta, hs, ents, nil
+}
+
+func snapshotAt(snap *raftpb.Snapshot) wal.Snapshot {
+	if snap == nil {
+		return wal.Snapshot{}
+	}
+	return wal.Snapshot{Index: snap.GetMetadata().GetIndex(), Term: snap.GetMetadata().GetTerm()}
+}

@@ -93,3 +93,50 @@ func TestCompactLogKeepsCatchUpEntriesInMemory(t *testing.T) {
 		t.Fatalf("after restart: snapshot %v, first index %d; want none and 1", restored.Snapshot, first)
 	}
 }
+
+// A snapshot file is saved before its WAL record. A member killed between
+// the two restarts from the newest snapshot the WAL records, replays every
+// entry after it, and removes the orphaned file.
+func TestOpenSkipsSnapshotWithoutWALRecord(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	n, _ := startSingle(t, cfg)
+	var cs *raftpb.ConfState
+	for i := range 10 {
+		if got := commit(t, n, fmt.Sprintf("p%d", i)); got != nil {
+			cs = got
+		}
+	}
+	recorded := n.Status().Applied
+	if err := n.Snapshot(recorded, cs); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		commit(t, n, fmt.Sprintf("q%d", i))
+	}
+	applied := n.Status().Applied
+	term := n.Term()
+	n.Stop()
+	// What a kill between SaveSnap and the WAL record leaves behind.
+	orphan := &raftpb.Snapshot{Metadata: &raftpb.SnapshotMetadata{Index: &applied, Term: &term, ConfState: cs}}
+	snapDir := filepath.Join(dir, "snap")
+	if err := wal.NewSnapshotter(snapDir, nil).SaveSnap(orphan); err != nil {
+		t.Fatal(err)
+	}
+
+	n, restored, err := Open(cfg)
+	if err != nil {
+		t.Fatalf("restart with an orphaned snapshot file: %v", err)
+	}
+	defer n.Stop()
+	if got := restored.Snapshot.GetMetadata().GetIndex(); got != recorded {
+		t.Fatalf("restarted from snapshot %d, want the recorded one at %d", got, recorded)
+	}
+	if last, _ := n.storage.LastIndex(); last != applied {
+		t.Fatalf("last index after restart %d, want %d", last, applied)
+	}
+	files, _ := filepath.Glob(filepath.Join(snapDir, "*.snap"))
+	if len(files) != 1 {
+		t.Fatalf("snapshot files after restart: %v, want only the recorded one", files)
+	}
+}

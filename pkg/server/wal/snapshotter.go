@@ -87,11 +87,48 @@ func (s *Snapshotter) names() ([]string, error) {
 // Load returns the newest snapshot that reads back intact. A damaged file
 // is renamed *.broken and the next older one tried.
 func (s *Snapshotter) Load() (*raftpb.Snapshot, error) {
+	return s.loadNewest(func(string) bool { return true })
+}
+
+// LoadRecorded is Load limited to the snapshots a WAL records. The
+// snapshot file is saved before its WAL record, so a crash between the two
+// leaves a file newer than any record: such an orphan can never be
+// started from, and is removed. Older files without a record are
+// snapshots whose WAL segments were released, and are kept for Purge.
+func (s *Snapshotter) LoadRecorded(recorded []Snapshot) (*raftpb.Snapshot, error) {
+	var newest uint64
+	for _, r := range recorded {
+		newest = max(newest, r.Index)
+	}
+	return s.loadNewest(func(p string) bool {
+		var at Snapshot
+		if _, err := fmt.Sscanf(filepath.Base(p), "%016x-%016x.snap", &at.Term, &at.Index); err != nil {
+			return false
+		}
+		if slices.Contains(recorded, at) {
+			return true
+		}
+		if at.Index > newest {
+			s.lg.Warn("removing snapshot file the WAL has no record of: the member stopped while saving it", "file", p)
+			if err := os.Remove(p); err != nil {
+				s.lg.Warn("remove orphaned snapshot", "file", p, "err", err)
+			}
+		}
+		return false
+	})
+}
+
+// loadNewest returns the newest snapshot whose file use accepts and that
+// reads back intact.
+func (s *Snapshotter) loadNewest(use func(path string) bool) (*raftpb.Snapshot, error) {
 	names, err := s.names()
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range names {
+		if !use(p) {
+			continue
+		}
 		snap, err := readSnap(p)
 		if err == nil {
 			return snap, nil

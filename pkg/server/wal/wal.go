@@ -187,6 +187,7 @@ func listSegments(dir string) ([]segment, error) {
 // Save.
 func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.Entry, err error) {
 	sawSnap := w.start.Index == 0
+	var recorded []Snapshot
 	for i, s := range w.segs {
 		last := i == len(w.segs)-1
 		err := w.readSegment(s, last, func(r record) error {
@@ -204,6 +205,7 @@ func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.E
 				if err != nil {
 					return err
 				}
+				recorded = append(recorded, snap)
 				if snap == w.start {
 					sawSnap = true
 				}
@@ -233,12 +235,25 @@ func (w *WAL) ReadAll() (metadata []byte, hs *raftpb.HardState, ents []*raftpb.E
 		}
 	}
 	if !sawSnap {
-		return nil, nil, nil, fmt.Errorf("wal: snapshot at index %d term %d not found in wal %s", w.start.Index, w.start.Term, w.dir)
+		return nil, nil, nil, &SnapshotNotFoundError{Want: w.start, Recorded: recorded, Dir: w.dir}
 	}
 	if hs != nil {
 		w.hs = hs
 	}
 	return w.metadata, hs, ents, nil
+}
+
+// SnapshotNotFoundError is ReadAll's answer when the log holds no record
+// of the snapshot it was opened at. Recorded lists the snapshots it does
+// record, so that the caller can reopen it at one of those.
+type SnapshotNotFoundError struct {
+	Want     Snapshot
+	Recorded []Snapshot
+	Dir      string
+}
+
+func (e *SnapshotNotFoundError) Error() string {
+	return fmt.Sprintf("wal: snapshot at index %d term %d not found in wal %s", e.Want.Index, e.Want.Term, e.Dir)
 }
 
 // readSegment calls fn for each record of s. In the last segment a torn
