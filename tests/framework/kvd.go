@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -99,45 +97,6 @@ func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
-
-// PickPort returns a TCP port on 127.0.0.1 that was free a moment ago.
-// It is drawn below the kernel's ephemeral range (32768 and up on Linux),
-// where the ports of outgoing connections and of listeners on port 0 come
-// from: a port taken from there could be handed to some connection of a
-// test running in parallel before the member binds it.
-func PickPort(t testing.TB) int {
-	t.Helper()
-	pickMu.Lock()
-	defer pickMu.Unlock()
-	for range 1000 {
-		port := minPickPort + rand.IntN(maxPickPort-minPickPort)
-		if picked[port] {
-			continue
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		l.Close()
-		picked[port] = true
-		return port
-	}
-	t.Fatal("no free port found")
-	return 0
-}
-
-const minPickPort, maxPickPort = 15000, 32000
-
-// DeadEndpoint is a 127.0.0.1 address where nothing listens, for tests
-// of clients facing a member that is down.
-func DeadEndpoint(t testing.TB) string {
-	return fmt.Sprintf("127.0.0.1:%d", PickPort(t))
-}
-
-var (
-	pickMu sync.Mutex
-	picked = map[int]bool{} // never hand out a port twice in one process
-)
 
 // StartKvd starts a single-member kvd with a fresh data dir. extra flags
 // are appended to the command line.
@@ -301,11 +260,21 @@ func (m *Member) Launch() {
 	m.mu.Unlock()
 }
 
-// WaitHealthy waits until /health answers true.
+// WaitHealthy waits until /health answers true. A process that exits
+// meanwhile fails the test at once: whatever answers on its port then is
+// not this member.
 func (m *Member) WaitHealthy(d time.Duration) {
 	m.t.Helper()
+	m.mu.Lock()
+	exited := m.exited
+	m.mu.Unlock()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			m.t.Fatalf("%s at %s exited before it was healthy; log:\n%s", m.Name, m.Endpoint, m.Log())
+		default:
+		}
 		if m.Healthy() {
 			return
 		}
