@@ -66,12 +66,7 @@ func TestCompactLogKeepsCatchUpEntriesInMemory(t *testing.T) {
 	cfg := testConfig(dir)
 	cfg.CatchUpEntries = 5
 	n, _ := startSingle(t, cfg)
-	var cs *raftpb.ConfState
-	for i := range 30 {
-		if got := commit(t, n, fmt.Sprintf("p%d", i)); got != nil {
-			cs = got
-		}
-	}
+	cs := commitMany(t, n, "p", 30)
 	applied := n.Status().Applied
 	if err := n.CompactLog(applied, cs); err != nil {
 		t.Fatal(err)
@@ -101,19 +96,12 @@ func TestOpenSkipsSnapshotWithoutWALRecord(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	n, _ := startSingle(t, cfg)
-	var cs *raftpb.ConfState
-	for i := range 10 {
-		if got := commit(t, n, fmt.Sprintf("p%d", i)); got != nil {
-			cs = got
-		}
-	}
+	cs := commitMany(t, n, "p", 10)
 	recorded := n.Status().Applied
 	if err := n.Snapshot(recorded, cs); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 10 {
-		commit(t, n, fmt.Sprintf("q%d", i))
-	}
+	commitMany(t, n, "q", 10)
 	applied := n.Status().Applied
 	term := n.Term()
 	n.Stop()
@@ -139,4 +127,17 @@ func TestOpenSkipsSnapshotWithoutWALRecord(t *testing.T) {
 	if len(files) != 1 {
 		t.Fatalf("snapshot files after restart: %v, want only the recorded one", files)
 	}
+}
+
+// commitMany commits count entries named prefix0, prefix1, ... and returns
+// the configuration the last conf change among them set, if any.
+func commitMany(t *testing.T, n *Node, prefix string, count int) *raftpb.ConfState {
+	t.Helper()
+	var cs *raftpb.ConfState
+	for i := range count {
+		if got := commit(t, n, fmt.Sprintf("%s%d", prefix, i)); got != nil {
+			cs = got
+		}
+	}
+	return cs
 }
