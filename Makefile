@@ -71,9 +71,12 @@ DURATION ?= 15s
 SEED     ?= 0
 RUN      ?= .
 FAULTS   ?=
+# Members save a raft snapshot every SNAPSHOT_COUNT entries, so that kills
+# land around snapshot saves and WAL releases (0: kvd's default of 10000).
+SNAPSHOT_COUNT ?= 200
 
 robustness: build
-	$(GO) test -v -count=1 -timeout 120m ./tests/robustness/ -run '$(RUN)' -args -duration=$(DURATION) -seed=$(SEED) -faults=$(FAULTS)
+	$(GO) test -v -count=1 -timeout 120m ./tests/robustness/ -run '$(RUN)' -args -duration=$(DURATION) -seed=$(SEED) -faults=$(FAULTS) -snapshot-count=$(SNAPSHOT_COUNT)
 
 bench: build tools
 	./scripts/bench.sh

@@ -43,11 +43,15 @@ const corruptCheckTime = "1s"
 func startCluster(t *testing.T) *cluster {
 	// The leader's corruption check runs through every fault, and must
 	// never accuse a member: runScenario requires no alarm at the end.
-	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, "--lease-checkpoint-interval", leaseCheckpointInterval,
+	flags := []string{"--lease-checkpoint-interval", leaseCheckpointInterval,
 		"--corrupt-check-time", corruptCheckTime,
 		// What a failed run keeps of each member (writeLogs): its
 		// elections and peer links, and its goroutines.
-		"--log-level", "info", "--enable-pprof")
+		"--log-level", "info", "--enable-pprof"}
+	if n := *snapshotCountFlag; n > 0 {
+		flags = append(flags, "--snapshot-count", strconv.Itoa(n))
+	}
+	ms, peer := framework.StartKvdClusterBehindProxies(t, 3, flags...)
 	c := &cluster{t: t, members: ms, peer: peer}
 	for _, m := range ms {
 		c.client = append(c.client, framework.StartProxy(t, m.Endpoint))

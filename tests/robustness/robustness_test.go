@@ -22,10 +22,11 @@ import (
 // The defaults keep every scenario short enough for `make test`; `make
 // robustness DURATION=5m SEED=1` runs longer, reproducible ones.
 var (
-	durationFlag     = flag.Duration("duration", 12*time.Second, "how long the workload and the faults run, per scenario")
-	seedFlag         = flag.Int64("seed", 0, "seed of the fault schedule and the workload; 0 picks one from the clock")
-	faultsFlag       = flag.String("faults", "", "run one scenario with these faults (comma-separated names, or all) instead of the matrix")
-	checkTimeoutFlag = flag.Duration("check-timeout", 0, "how long porcupine may search; 0 means 30s plus twice the duration")
+	durationFlag      = flag.Duration("duration", 12*time.Second, "how long the workload and the faults run, per scenario")
+	seedFlag          = flag.Int64("seed", 0, "seed of the fault schedule and the workload; 0 picks one from the clock")
+	faultsFlag        = flag.String("faults", "", "run one scenario with these faults (comma-separated names, or all) instead of the matrix")
+	checkTimeoutFlag  = flag.Duration("check-timeout", 0, "how long porcupine may search; 0 means 30s plus twice the duration")
+	snapshotCountFlag = flag.Int("snapshot-count", 0, "members' --snapshot-count; a small one lands kills around snapshot saves and WAL releases (0: the members' default)")
 )
 
 const (
