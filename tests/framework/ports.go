@@ -32,10 +32,11 @@ func PickPort(t testing.TB) int {
 	defer pickMu.Unlock()
 	for range 1000 {
 		port := minPickPort + rand.IntN(maxPickPort-minPickPort)
-		if picked[port] || !reservePort(t, port) {
+		// A port this process holds is refused like any other's: the
+		// lock belongs to the open file, not to the process.
+		if !reservePort(t, port) {
 			continue
 		}
-		picked[port] = true
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue // in use by something else: keep it reserved, unused
@@ -57,8 +58,7 @@ func DeadEndpoint(t testing.TB) string {
 
 var (
 	pickMu   sync.Mutex
-	picked   = map[int]bool{} // never hand out a port twice in one process
-	reserved []*os.File       // the lock files, held open until the process exits
+	reserved []*os.File // the lock files, held open until the process exits
 )
 
 // reservePort takes the cross-process lock on port, reporting false when

@@ -94,11 +94,10 @@ func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog
 	if err != nil {
 		return nil, nil, err
 	}
-	at := snapshotAt(snap)
 	if snap != nil {
 		if err := storage.ApplySnapshot(snap); err != nil {
 			w.Close()
-			return nil, nil, fmt.Errorf("restore snapshot at %d: %w", at.Index, err)
+			return nil, nil, fmt.Errorf("restore snapshot at %d: %w", snap.GetMetadata().GetIndex(), err)
 		}
 	}
 	if hs != nil {

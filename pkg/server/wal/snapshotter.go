@@ -46,7 +46,7 @@ func (s *Snapshotter) SaveSnap(snap *raftpb.Snapshot) error {
 	binary.BigEndian.PutUint32(b, crc32.Checksum(data, crcTable))
 	b = append(b, data...)
 	md := snap.GetMetadata()
-	path := filepath.Join(s.dir, fmt.Sprintf("%016x-%016x.snap", md.GetTerm(), md.GetIndex()))
+	path := filepath.Join(s.dir, fmt.Sprintf(snapNameFormat, md.GetTerm(), md.GetIndex()))
 	tmp := path + ".tmp"
 	if err := writeSynced(tmp, b); err != nil {
 		return err
@@ -73,6 +73,10 @@ func writeSynced(path string, b []byte) error {
 	return f.Close()
 }
 
+// snapNameFormat names a snapshot file by its term and index, so that the
+// names sort as the snapshots do.
+const snapNameFormat = "%016x-%016x.snap"
+
 // names lists the snapshot files, newest first.
 func (s *Snapshotter) names() ([]string, error) {
 	names, err := filepath.Glob(filepath.Join(s.dir, "*.snap"))
@@ -82,6 +86,12 @@ func (s *Snapshotter) names() ([]string, error) {
 	slices.Sort(names)
 	slices.Reverse(names)
 	return names, nil
+}
+
+// position reads the term and index a snapshot file is named for.
+func position(path string) (at Snapshot, ok bool) {
+	_, err := fmt.Sscanf(filepath.Base(path), snapNameFormat, &at.Term, &at.Index)
+	return at, err == nil
 }
 
 // Load returns the newest snapshot that reads back intact. A damaged file
@@ -96,26 +106,36 @@ func (s *Snapshotter) Load() (*raftpb.Snapshot, error) {
 // started from, and is removed. Older files without a record are
 // snapshots whose WAL segments were released, and are kept for Purge.
 func (s *Snapshotter) LoadRecorded(recorded []Snapshot) (*raftpb.Snapshot, error) {
+	if err := s.removeOrphans(recorded); err != nil {
+		return nil, err
+	}
+	return s.loadNewest(func(p string) bool {
+		at, ok := position(p)
+		return ok && slices.Contains(recorded, at)
+	})
+}
+
+// removeOrphans deletes the snapshot files newer than every recorded one.
+func (s *Snapshotter) removeOrphans(recorded []Snapshot) error {
 	var newest uint64
 	for _, r := range recorded {
 		newest = max(newest, r.Index)
 	}
-	return s.loadNewest(func(p string) bool {
-		var at Snapshot
-		if _, err := fmt.Sscanf(filepath.Base(p), "%016x-%016x.snap", &at.Term, &at.Index); err != nil {
-			return false
-		}
-		if slices.Contains(recorded, at) {
-			return true
-		}
-		if at.Index > newest {
+	names, err := s.names()
+	if err != nil {
+		return err
+	}
+	for _, p := range names {
+		if at, ok := position(p); ok && at.Index > newest {
 			s.lg.Warn("removing snapshot file the WAL has no record of: the member stopped while saving it", "file", p)
 			if err := os.Remove(p); err != nil {
+				// Left in place it costs a second WAL read at the
+				// next start, not the start itself.
 				s.lg.Warn("remove orphaned snapshot", "file", p, "err", err)
 			}
 		}
-		return false
-	})
+	}
+	return nil
 }
 
 // loadNewest returns the newest snapshot whose file use accepts and that
