@@ -90,7 +90,7 @@ func (s *Server) fastForwardElection() {
 		}
 		if campaignTurn(time.Since(reachable), rank, up, turn) && (campaigned.IsZero() || time.Since(campaigned) >= turn) {
 			s.lg.Info("peers reachable and no leader; campaigning in turn", "rank", rank, "reachable-voters", up)
-			s.node.Campaign(s.cfg.HeartbeatInterval)
+			s.node.Campaign()
 			campaigned = time.Now()
 		}
 	}
@@ -146,7 +146,7 @@ func (s *Server) handOverLeadership() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ElectionTimeout)
 	defer cancel()
 	start := time.Now()
-	s.node.TransferLeadership(ctx, target)
+	s.node.TransferLeadership(target)
 	tick := time.NewTicker(s.cfg.HeartbeatInterval / 2)
 	defer tick.Stop()
 	for s.node.Leader() != target {

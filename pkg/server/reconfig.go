@@ -90,7 +90,7 @@ func (s *Server) MoveLeader(ctx context.Context, target uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.requestTimeout())
 	defer cancel()
-	s.node.TransferLeadership(ctx, target)
+	s.node.TransferLeadership(target)
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for s.node.Leader() != target {

@@ -61,9 +61,23 @@ type Node struct {
 	cfg      Config
 	lg       *slog.Logger
 	id       uint64
-	raft     raft.Node
 	storage  *raft.MemoryStorage
 	restored *Restored
+
+	// mu guards rn, which is not safe for concurrent use, draining and
+	// softc.
+	mu sync.Mutex
+	rn *raft.RawNode
+	// draining is set while some goroutine takes raft's Readys; nobody
+	// else may take one then (see settle).
+	draining bool
+	// readyc passes the loop a Ready to persist or apply, taken by
+	// another goroutine, with the right to take the next ones.
+	readyc chan raft.Ready
+	// softc is closed, and replaced, each time a Ready with a new
+	// SoftState is taken: a proposal that raft dropped for want of a
+	// leader waits on it.
+	softc chan struct{}
 
 	diskMu sync.Mutex // the WAL is written by the loop and by Snapshot
 	disk   *disk
@@ -112,6 +126,8 @@ func Open(cfg Config) (*Node, *Restored, error) {
 		committedc: make(chan Committed, 16),
 		readStatec: make(chan raft.ReadState, 1),
 		leaderc:    make(chan struct{}, 1),
+		softc:      make(chan struct{}),
+		readyc:     make(chan raft.Ready),
 		stopc:      make(chan struct{}),
 		donec:      make(chan struct{}),
 	}
@@ -137,12 +153,19 @@ func (n *Node) Start(id uint64, peers []raft.Peer) error {
 	if snap := n.restored.Snapshot; snap != nil {
 		rc.Applied = snap.GetMetadata().GetIndex()
 	}
-	n.id = id
-	if n.restored.Fresh && len(peers) > 0 {
-		n.raft = raft.StartNode(rc, peers)
-	} else {
-		n.raft = raft.RestartNode(rc)
+	rn, err := raft.NewRawNode(rc)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
 	}
+	if n.restored.Fresh && len(peers) > 0 {
+		if err := rn.Bootstrap(peers); err != nil {
+			return fmt.Errorf("bootstrap raft with %d peers: %w", len(peers), err)
+		}
+	}
+	n.id = id
+	n.mu.Lock()
+	n.rn = rn
+	n.mu.Unlock()
 	n.running.Store(true)
 	go n.loop()
 	return nil
@@ -155,7 +178,6 @@ func (n *Node) Stop() {
 		close(n.stopc)
 		if n.running.Load() {
 			<-n.donec
-			n.raft.Stop()
 		} else {
 			close(n.committedc)
 		}
@@ -165,183 +187,6 @@ func (n *Node) Stop() {
 			n.lg.Warn("close wal", "err", err)
 		}
 	})
-}
-
-func (n *Node) loop() {
-	defer close(n.donec)
-	defer close(n.committedc)
-	ticker := time.NewTicker(n.cfg.TickInterval)
-	defer ticker.Stop()
-	n.campaignIfAlone()
-	for {
-		select {
-		case <-ticker.C:
-			n.raft.Tick()
-			if n.lead.Load() == raft.None {
-				// The voters are known once the applier re-applies the
-				// configuration of a restarted log, a few ticks at most.
-				n.campaignIfAlone()
-			}
-		case rd := <-n.raft.Ready():
-			if err := n.handleReady(rd); err != nil {
-				// A member that cannot persist its log must not go on
-				// acknowledging anything; stopping is the safe answer.
-				n.lg.Error("raft ready failed; stopping raft loop", "err", err)
-				return
-			}
-		case <-n.stopc:
-			return
-		}
-	}
-}
-
-// campaignIfAlone starts an election at once when this member is the
-// only voter and follows no one: nobody else could win or object, so
-// waiting out an election timeout would only delay serving. Raft itself
-// would campaign only after a randomized timeout.
-func (n *Node) campaignIfAlone() {
-	st := n.raft.Status()
-	if st.RaftState != raft.StateFollower || st.Lead != raft.None {
-		return
-	}
-	voters := st.Config.Voters
-	if len(voters[1]) != 0 || len(voters[0]) != 1 {
-		return
-	}
-	if _, ok := voters[0][n.id]; !ok {
-		return
-	}
-	n.lg.Info("only voter of the cluster; campaigning at once")
-	n.Campaign(n.cfg.TickInterval)
-}
-
-// Campaign starts an election now, waiting at most wait for raft to take
-// the request. Raft refuses it quietly where a campaign is not allowed (a
-// learner, a member not in the configuration).
-func (n *Node) Campaign(wait time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	if err := n.raft.Campaign(ctx); err != nil {
-		n.lg.Warn("campaign", "err", err)
-	}
-}
-
-// maxAdvanceTicks bounds AdvanceTicks below the raft node's tick buffer,
-// which drops ticks it has no room for.
-const maxAdvanceTicks = 100
-
-// AdvanceTicks moves the election clock forward by ticks (at most
-// maxAdvanceTicks), as if that many heartbeat intervals had passed without
-// a leader. A member that restarts with its peers reachable uses it to
-// hold an election soon rather than after a whole election timeout; a
-// leader's heartbeat still resets the clock, so a member that hears one
-// just follows.
-func (n *Node) AdvanceTicks(ticks int) {
-	for range min(ticks, maxAdvanceTicks) {
-		n.raft.Tick()
-	}
-}
-
-func (n *Node) handleReady(rd raft.Ready) error {
-	if rd.SoftState != nil {
-		if old := n.lead.Swap(rd.SoftState.Lead); rd.SoftState.Lead != raft.None && rd.SoftState.Lead != old {
-			n.leaderChanges.Add(1)
-			select {
-			case n.leaderc <- struct{}{}:
-			default:
-			}
-		}
-	}
-	if rd.HardState != nil && rd.HardState.Term != nil {
-		n.term.Store(rd.HardState.GetTerm())
-	}
-	if rd.HardState != nil && rd.HardState.Commit != nil {
-		n.commit.Store(rd.HardState.GetCommit())
-	}
-	if len(rd.ReadStates) > 0 {
-		n.offerReadState(rd.ReadStates[len(rd.ReadStates)-1])
-	}
-	isLeader := n.lead.Load() == n.id
-	// A leader may send before its own fsync (Raft thesis 10.2.1): followers
-	// persist before acknowledging, so commitment still needs a durable
-	// quorum.
-	if isLeader {
-		n.send(rd.Messages)
-	}
-	if err := n.persist(rd); err != nil {
-		return err
-	}
-	if !isLeader {
-		n.send(rd.Messages)
-	}
-	if len(rd.CommittedEntries) > 0 || !raft.IsEmptySnap(rd.Snapshot) {
-		c := Committed{Entries: rd.CommittedEntries}
-		if !raft.IsEmptySnap(rd.Snapshot) {
-			c.Snapshot = rd.Snapshot
-		}
-		select {
-		case n.committedc <- c:
-		case <-n.stopc:
-			return nil
-		}
-	}
-	n.raft.Advance()
-	return nil
-}
-
-// offerReadState hands over the newest read state without ever blocking
-// the raft loop: a stale state still in the channel is replaced, and the
-// reader that wanted it asks again.
-func (n *Node) offerReadState(rs raft.ReadState) {
-	for {
-		select {
-		case n.readStatec <- rs:
-			return
-		default:
-		}
-		select {
-		case <-n.readStatec:
-		default:
-		}
-	}
-}
-
-func (n *Node) persist(rd raft.Ready) error {
-	n.diskMu.Lock()
-	defer n.diskMu.Unlock()
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.disk.snaps.SaveSnap(rd.Snapshot); err != nil {
-			return fmt.Errorf("save snapshot: %w", err)
-		}
-		md := rd.Snapshot.GetMetadata()
-		if err := n.disk.wal.SaveSnapshot(wal.Snapshot{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
-			return fmt.Errorf("record snapshot in wal: %w", err)
-		}
-	}
-	if err := n.disk.wal.Save(rd.HardState, rd.Entries); err != nil {
-		return fmt.Errorf("save %d entries to wal: %w", len(rd.Entries), err)
-	}
-	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.storage.ApplySnapshot(rd.Snapshot); err != nil {
-			return fmt.Errorf("apply snapshot to raft storage: %w", err)
-		}
-	}
-	if rd.HardState != nil && !raft.IsEmptyHardState(rd.HardState) {
-		if err := n.storage.SetHardState(rd.HardState); err != nil {
-			return fmt.Errorf("set hard state: %w", err)
-		}
-	}
-	if err := n.storage.Append(rd.Entries); err != nil {
-		return fmt.Errorf("append to raft storage: %w", err)
-	}
-	return nil
-}
-
-func (n *Node) send(msgs []*raftpb.Message) {
-	if len(msgs) == 0 || n.cfg.Transport == nil {
-		return
-	}
-	n.cfg.Transport.Send(msgs)
 }
 
 // Committed returns the channel of committed work for the state machine.
@@ -356,67 +201,146 @@ func (n *Node) ReadStates() <-chan raft.ReadState { return n.readStatec }
 // dropped for want of a leader can be sent again at once.
 func (n *Node) NewLeader() <-chan struct{} { return n.leaderc }
 
+// campaignIfAlone starts an election at once when this member is the
+// only voter and follows no one: nobody else could win or object, so
+// waiting out an election timeout would only delay serving. Raft itself
+// would campaign only after a randomized timeout.
+func (n *Node) campaignIfAlone() error {
+	st := n.Status()
+	if st.RaftState != raft.StateFollower || st.Lead != raft.None {
+		return nil
+	}
+	voters := st.Config.Voters
+	if len(voters[1]) != 0 || len(voters[0]) != 1 {
+		return nil
+	}
+	if _, ok := voters[0][n.id]; !ok {
+		return nil
+	}
+	n.lg.Info("only voter of the cluster; campaigning at once")
+	return n.onLoop(func(rn *raft.RawNode) { _ = rn.Campaign() })
+}
+
+// Campaign starts an election now. Raft refuses it quietly where a
+// campaign is not allowed (a learner, a member not in the configuration).
+func (n *Node) Campaign() {
+	n.withRaft(func(rn *raft.RawNode) { _ = rn.Campaign() })
+}
+
+// AdvanceTicks moves the election clock forward by ticks, as if that many
+// heartbeat intervals had passed without a leader. A member that restarts
+// with its peers reachable uses it to hold an election soon rather than
+// after a whole election timeout; a leader's heartbeat still resets the
+// clock, so a member that hears one just follows.
+func (n *Node) AdvanceTicks(ticks int) {
+	n.withRaft(func(rn *raft.RawNode) {
+		for range ticks {
+			rn.Tick()
+		}
+	})
+}
+
+// withRaft runs f on raft under the lock, then takes the Ready that
+// follows if nobody else is at it. It reports false, without running f,
+// before Start. Never call it on the loop's goroutine: see onLoop.
+func (n *Node) withRaft(f func(rn *raft.RawNode)) bool {
+	n.mu.Lock()
+	if n.rn == nil {
+		n.mu.Unlock()
+		return false
+	}
+	f(n.rn)
+	_ = n.settle(false) // only the loop persists, and so fails
+	return true
+}
+
 // Propose asks raft to replicate data. It returns once raft has accepted the
 // proposal, not when it commits.
 func (n *Node) Propose(ctx context.Context, data []byte) error {
-	return n.raft.Propose(ctx, data)
+	return n.stepProposal(ctx, &raftpb.Message{Type: raftpb.MsgProp.Enum(), Entries: []*raftpb.Entry{{Data: data}}})
 }
 
-// ProposeBatch hands all of data to raft, each as its own entry, in as
-// few messages as raft allows: raft's goroutine and its log append then
-// pay about once for the lot instead of once a proposal. It reports that
-// the first n were handed over and the rest failed with err.
-//
-// raft's Step does not say whether raft dropped a proposal (a leader drops
-// them while it hands over leadership), only Propose waits for that
-// answer, and only for one entry. So the first entry goes alone through
-// Propose, the middle ones in one MsgProp through Step, and the last
-// through Propose again. If raft drops the first, nothing else is sent,
-// and all fail with raft's error, which is then certain. If it drops only
-// the last, leadership began to move while the batch went in: the middle
-// entries may or may not be in the log, so they count as handed over, and
-// their callers learn the outcome from apply or time out. An entry is
-// never reported dropped that raft took.
+// ProposeBatch hands all of data to raft in one message, each as its own
+// entry, so that raft's step and its log append pay once for the lot
+// instead of once a proposal. raft takes or drops a proposal message
+// whole, so n is either len(data) or 0, with raft's reason.
 func (n *Node) ProposeBatch(ctx context.Context, data [][]byte) (int, error) {
 	if len(data) == 0 {
 		return 0, nil
 	}
-	if err := n.raft.Propose(ctx, data[0]); err != nil {
+	ents := make([]*raftpb.Entry, len(data))
+	for i, d := range data {
+		ents[i] = &raftpb.Entry{Data: d}
+	}
+	if err := n.stepProposal(ctx, &raftpb.Message{Type: raftpb.MsgProp.Enum(), Entries: ents}); err != nil {
 		return 0, err
-	}
-	last := len(data) - 1
-	if last == 0 {
-		return 1, nil
-	}
-	if last > 1 {
-		ents := make([]*raftpb.Entry, last-1)
-		for i := range ents {
-			ents[i] = &raftpb.Entry{Data: data[1+i]}
-		}
-		if err := n.raft.Step(ctx, &raftpb.Message{Type: raftpb.MsgProp.Enum(), Entries: ents}); err != nil {
-			return 1, err
-		}
-	}
-	if err := n.raft.Propose(ctx, data[last]); err != nil {
-		return last, err
 	}
 	return len(data), nil
 }
 
 // ProposeConfChange asks raft to replicate a membership change.
 func (n *Node) ProposeConfChange(ctx context.Context, cc *raftpb.ConfChangeV2) error {
-	return n.raft.ProposeConfChange(ctx, cc)
+	typ, data, err := raftpb.MarshalConfChange(cc)
+	if err != nil {
+		return fmt.Errorf("encode conf change: %w", err)
+	}
+	return n.stepProposal(ctx, &raftpb.Message{Type: raftpb.MsgProp.Enum(), Entries: []*raftpb.Entry{{Type: typ.Enum(), Data: data}}})
+}
+
+// stepProposal hands raft a proposal. While raft knows no leader it drops
+// proposals; like raft.Node, this waits instead until a leader is known
+// (or ctx ends), so that a proposal made during an election goes to the
+// winner rather than failing at once. Any other refusal is returned.
+func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
+	for {
+		select {
+		case <-n.stopc:
+			return raft.ErrStopped
+		default:
+		}
+		n.mu.Lock()
+		if n.rn == nil {
+			n.mu.Unlock()
+			return raft.ErrStopped
+		}
+		err := n.rn.Step(m)
+		var changed <-chan struct{}
+		if errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None {
+			changed = n.softc
+		}
+		if changed == nil {
+			_ = n.settle(false)
+			return err
+		}
+		n.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stopc:
+			return raft.ErrStopped
+		}
+	}
 }
 
 // ReadIndex asks the leader for the commit index that a linearizable read
-// must wait for; the answer comes on ReadStates tagged with rctx.
+// must wait for; the answer comes on ReadStates tagged with rctx. raft
+// drops the request quietly while it knows no leader.
 func (n *Node) ReadIndex(ctx context.Context, rctx []byte) error {
-	return n.raft.ReadIndex(ctx, rctx)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !n.withRaft(func(rn *raft.RawNode) { rn.ReadIndex(rctx) }) {
+		return raft.ErrStopped
+	}
+	return nil
 }
 
 // ApplyConfChange tells raft that the state machine applied cc.
 func (n *Node) ApplyConfChange(cc raftpb.ConfChangeI) *raftpb.ConfState {
-	return n.raft.ApplyConfChange(cc)
+	var cs *raftpb.ConfState
+	n.withRaft(func(rn *raft.RawNode) { cs = rn.ApplyConfChange(cc) })
+	return cs
 }
 
 // SetTransport names how messages reach peers; call it before Start.
@@ -426,21 +350,29 @@ func (n *Node) SetTransport(t Transport) { n.cfg.Transport = t }
 // streaming to it optimistically. Before Start there is nothing to tell:
 // the transport probes peers from the moment it knows them.
 func (n *Node) ReportUnreachable(id uint64) {
-	if n.running.Load() {
-		n.raft.ReportUnreachable(id)
-	}
+	n.withRaft(func(rn *raft.RawNode) { rn.ReportUnreachable(id) })
 }
 
 // ReportSnapshot tells raft how sending a snapshot to a peer went.
-func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) { n.raft.ReportSnapshot(id, st) }
+func (n *Node) ReportSnapshot(id uint64, st raft.SnapshotStatus) {
+	n.withRaft(func(rn *raft.RawNode) { rn.ReportSnapshot(id, st) })
+}
 
-// Step hands a message from a peer to raft.
-func (n *Node) Step(ctx context.Context, m *raftpb.Message) error { return n.raft.Step(ctx, m) }
+// Step hands a message from a peer to raft. A proposal a follower forwards
+// waits for a leader as the member's own do; raft ignores any other
+// message it cannot use (from a removed member, say), and so does Step.
+func (n *Node) Step(ctx context.Context, m *raftpb.Message) error {
+	if m.GetType() == raftpb.MsgProp {
+		return n.stepProposal(ctx, m)
+	}
+	n.withRaft(func(rn *raft.RawNode) { _ = rn.Step(m) })
+	return nil
+}
 
 // TransferLeadership asks the leader to hand over to member to. It
 // returns at once; watch Leader to see it happen.
-func (n *Node) TransferLeadership(ctx context.Context, to uint64) {
-	n.raft.TransferLeadership(ctx, n.lead.Load(), to)
+func (n *Node) TransferLeadership(to uint64) {
+	n.withRaft(func(rn *raft.RawNode) { rn.TransferLeader(to) })
 }
 
 // Leader returns the ID of the known leader, or 0.
@@ -457,7 +389,14 @@ func (n *Node) CommitIndex() uint64 { return n.commit.Load() }
 func (n *Node) Term() uint64 { return n.term.Load() }
 
 // Status returns raft's view of the node.
-func (n *Node) Status() raft.Status { return n.raft.Status() }
+func (n *Node) Status() raft.Status {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rn == nil {
+		return raft.Status{}
+	}
+	return n.rn.Status()
+}
 
 // Snapshot records a raft snapshot at index, after the state machine has
 // made everything up to index durable, then drops the log behind it. The
