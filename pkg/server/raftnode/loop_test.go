@@ -55,6 +55,13 @@ func (net *memNet) attach(id uint64, n *Node) {
 	}()
 }
 
+// detach loses every message for id from now on.
+func (net *memNet) detach(id uint64) {
+	net.mu.Lock()
+	defer net.mu.Unlock()
+	delete(net.inbox, id)
+}
+
 func (net *memNet) Send(msgs []*raftpb.Message) {
 	net.mu.Lock()
 	defer net.mu.Unlock()
@@ -146,6 +153,44 @@ func TestProposalWaitEndsWithContext(t *testing.T) {
 	}
 }
 
+// TestProposeBatchDroppedWholeDuringTransfer: a leader handing over
+// leadership drops proposals, and a batch is dropped whole, so its
+// proposers all hear raft's reason and none of it can commit later.
+func TestProposeBatchDroppedWholeDuringTransfer(t *testing.T) {
+	net := newMemNet(t)
+	nodes := map[uint64]*Node{1: startMember(t, net, 1, 1, 2), 2: startMember(t, net, 2, 1, 2)}
+	leader := awaitMemLeader(t, nodes)
+	var other uint64 = 1
+	if leader.id == 1 {
+		other = 2
+	}
+	// The transfer cannot finish while the other member hears nothing.
+	net.detach(other)
+	leader.TransferLeadership(other)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := leader.ProposeBatch(ctx, [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if n != 0 || !errors.Is(err, raft.ErrProposalDropped) {
+		t.Fatalf("ProposeBatch during a transfer = %d, %v; want 0, %v", n, err, raft.ErrProposalDropped)
+	}
+}
+
+// awaitMemLeader waits for one of nodes to lead and returns it.
+func awaitMemLeader(t *testing.T, nodes map[uint64]*Node) *Node {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, n := range nodes {
+			if n.Leader() == n.id {
+				return n
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("no leader elected")
+	return nil
+}
+
 // TestReadIndexOnEveryMember: a read index asked of the leader and of
 // each follower comes back tagged with its request and at least at the
 // commit index of a write acknowledged before it. Followers' requests and
@@ -158,19 +203,7 @@ func TestReadIndexOnEveryMember(t *testing.T) {
 	for _, id := range ids {
 		nodes[id] = startMember(t, net, id, ids...)
 	}
-	var leader *Node
-	deadline := time.Now().Add(10 * time.Second)
-	for leader == nil && time.Now().Before(deadline) {
-		for _, n := range nodes {
-			if n.Leader() == n.id {
-				leader = n
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if leader == nil {
-		t.Fatal("no leader elected")
-	}
+	leader := awaitMemLeader(t, nodes)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := leader.Propose(ctx, []byte("w")); err != nil {
