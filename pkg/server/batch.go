@@ -27,8 +27,8 @@ const (
 // so a lone request waits for nobody; proposals that arrive while a
 // hand-off is under way queue, and the batcher's goroutine hands each
 // queue over in one message as soon as the hand-off before it returns.
-// Under load raft's goroutine and its log then see one message per batch
-// instead of one per request.
+// Under load raft's step and its log append then see one message per
+// batch instead of one per request.
 type batcher struct {
 	node    batchProposer
 	timeout time.Duration // how long a queued batch may wait for raft
