@@ -15,9 +15,10 @@ import (
 // follows when nobody else is at it (see settle): one that only carries
 // messages and read states is handled there and then, and anything that
 // must be persisted or applied is passed here. A heartbeat and its answer,
-// most of a read round's traffic, then cost no hand-off between
-// goroutines at all, where raft.Node adds a goroutine of its own and two
-// hand-offs (into it, and its Ready back out) to every message.
+// most of a read round's traffic, then go from the stream that brought
+// the message straight to the transport's sender for the peer, where
+// raft.Node adds a goroutine of its own and two hand-offs (into it, and
+// its Ready back out) to every message.
 func (n *Node) loop() {
 	defer close(n.donec)
 	defer close(n.committedc)
