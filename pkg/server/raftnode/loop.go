@@ -6,8 +6,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-
-	"github.com/kvd-io/kvd/pkg/server/wal"
 )
 
 // loop writes raft's output to disk and hands committed work to the state
@@ -202,12 +200,8 @@ func (n *Node) persist(rd raft.Ready) error {
 	n.diskMu.Lock()
 	defer n.diskMu.Unlock()
 	if !raft.IsEmptySnap(rd.Snapshot) {
-		if err := n.disk.snaps.SaveSnap(rd.Snapshot); err != nil {
-			return fmt.Errorf("save snapshot: %w", err)
-		}
-		md := rd.Snapshot.GetMetadata()
-		if err := n.disk.wal.SaveSnapshot(wal.Snapshot{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
-			return fmt.Errorf("record snapshot in wal: %w", err)
+		if err := n.disk.saveSnapshot(rd.Snapshot); err != nil {
+			return err
 		}
 	}
 	if err := n.disk.wal.Save(rd.HardState, rd.Entries); err != nil {

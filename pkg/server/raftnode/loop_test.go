@@ -11,7 +11,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 )
 
 // memNet carries raft messages between Nodes of one test process. Each
@@ -98,11 +97,8 @@ func startMember(t *testing.T, net *memNet, id uint64, voters ...uint64) *Node {
 	go func() {
 		for c := range n.Committed() {
 			for _, e := range c.Entries {
-				if e.GetType() == raftpb.EntryConfChange {
-					cc := new(raftpb.ConfChange)
-					if err := proto.Unmarshal(e.Data, cc); err == nil {
-						n.ApplyConfChange(cc)
-					}
+				if _, err := applyConfEntry(n, e); err != nil {
+					t.Errorf("member %d: %v", id, err)
 				}
 			}
 		}

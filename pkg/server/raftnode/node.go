@@ -18,8 +18,6 @@ import (
 
 	"go.etcd.io/raft/v3"
 	"go.etcd.io/raft/v3/raftpb"
-
-	"github.com/kvd-io/kvd/pkg/server/wal"
 )
 
 // Transport delivers raft messages to other members. A single-member
@@ -86,9 +84,8 @@ type Node struct {
 	readStatec chan raft.ReadState
 	leaderc    chan struct{}
 
-	running atomic.Bool
-	lead    atomic.Uint64
-	term    atomic.Uint64
+	lead atomic.Uint64
+	term atomic.Uint64
 	// commit is raft's commit index; leaderChanges counts the leaders
 	// seen. Both are kept for metrics, read when scraped.
 	commit        atomic.Uint64
@@ -166,7 +163,6 @@ func (n *Node) Start(id uint64, peers []raft.Peer) error {
 	n.mu.Lock()
 	n.rn = rn
 	n.mu.Unlock()
-	n.running.Store(true)
 	go n.loop()
 	return nil
 }
@@ -176,7 +172,10 @@ func (n *Node) Start(id uint64, peers []raft.Peer) error {
 func (n *Node) Stop() {
 	n.stopOnce.Do(func() {
 		close(n.stopc)
-		if n.running.Load() {
+		n.mu.Lock()
+		started := n.rn != nil
+		n.mu.Unlock()
+		if started {
 			<-n.donec
 		} else {
 			close(n.committedc)
@@ -304,14 +303,11 @@ func (n *Node) stepProposal(ctx context.Context, m *raftpb.Message) error {
 			return raft.ErrStopped
 		}
 		err := n.rn.Step(m)
-		var changed <-chan struct{}
-		if errors.Is(err, raft.ErrProposalDropped) && n.rn.BasicStatus().Lead == raft.None {
-			changed = n.softc
-		}
-		if changed == nil {
+		if !errors.Is(err, raft.ErrProposalDropped) || n.rn.BasicStatus().Lead != raft.None {
 			_ = n.settle(false)
 			return err
 		}
+		changed := n.softc
 		n.mu.Unlock()
 		select {
 		case <-changed:
@@ -412,12 +408,8 @@ func (n *Node) Snapshot(index uint64, cs *raftpb.ConfState) error {
 	}
 	n.diskMu.Lock()
 	defer n.diskMu.Unlock()
-	if err := n.disk.snaps.SaveSnap(snap); err != nil {
-		return fmt.Errorf("save snapshot at %d: %w", index, err)
-	}
-	md := snap.GetMetadata()
-	if err := n.disk.wal.SaveSnapshot(wal.Snapshot{Index: md.GetIndex(), Term: md.GetTerm()}); err != nil {
-		return fmt.Errorf("record snapshot %d in wal: %w", index, err)
+	if err := n.disk.saveSnapshot(snap); err != nil {
+		return err
 	}
 	if err := n.disk.wal.ReleaseLockTo(index); err != nil {
 		return fmt.Errorf("release wal before %d: %w", index, err)

@@ -15,6 +15,20 @@ func testConfig(dir string) Config {
 	return Config{Dir: dir, Metadata: []byte("m"), TickInterval: 10 * time.Millisecond, ElectionTicks: 10, HeartbeatTicks: 1}
 }
 
+// applyConfEntry does the state machine's part for a committed conf
+// change entry: it tells raft the change is applied, and returns the
+// configuration that results. Other entries return nil.
+func applyConfEntry(n *Node, e *raftpb.Entry) (*raftpb.ConfState, error) {
+	if e.GetType() != raftpb.EntryConfChange {
+		return nil, nil
+	}
+	cc := new(raftpb.ConfChange)
+	if err := proto.Unmarshal(e.Data, cc); err != nil {
+		return nil, fmt.Errorf("decode conf change at %d: %w", e.GetIndex(), err)
+	}
+	return n.ApplyConfChange(cc), nil
+}
+
 // collect reads committed entries until one carries want, applying conf
 // changes as the state machine must.
 func collect(t *testing.T, n *Node, want string) (last *raftpb.Entry, cs *raftpb.ConfState) {
@@ -25,12 +39,12 @@ func collect(t *testing.T, n *Node, want string) (last *raftpb.Entry, cs *raftpb
 		case c := <-n.Committed():
 			for _, e := range c.Entries {
 				last = e
-				if e.GetType() == raftpb.EntryConfChange {
-					cc := new(raftpb.ConfChange)
-					if err := proto.Unmarshal(e.Data, cc); err != nil {
-						t.Fatal(err)
-					}
-					cs = n.ApplyConfChange(cc)
+				applied, err := applyConfEntry(n, e)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if applied != nil {
+					cs = applied
 				}
 				if string(e.Data) == want {
 					return last, cs
@@ -107,12 +121,8 @@ func awaitLeader(t *testing.T, n *Node, wait time.Duration) {
 		select {
 		case c := <-n.Committed():
 			for _, e := range c.Entries {
-				if e.GetType() == raftpb.EntryConfChange {
-					cc := new(raftpb.ConfChange)
-					if err := proto.Unmarshal(e.Data, cc); err != nil {
-						t.Fatal(err)
-					}
-					n.ApplyConfChange(cc)
+				if _, err := applyConfEntry(n, e); err != nil {
+					t.Fatal(err)
 				}
 			}
 		case <-tick.C:

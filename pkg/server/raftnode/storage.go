@@ -115,6 +115,20 @@ func openDisk(dir string, metadata []byte, storage *raft.MemoryStorage, lg *slog
 
 func (d *disk) close() error { return d.wal.Close() }
 
+// saveSnapshot writes snap's file, then its record in the WAL. The order
+// matters: a WAL record always has its file, and start-up handles a file
+// left without a record (see openDisk).
+func (d *disk) saveSnapshot(snap *raftpb.Snapshot) error {
+	at := snapshotAt(snap)
+	if err := d.snaps.SaveSnap(snap); err != nil {
+		return fmt.Errorf("save snapshot at %d: %w", at.Index, err)
+	}
+	if err := d.wal.SaveSnapshot(at); err != nil {
+		return fmt.Errorf("record snapshot %d in wal: %w", at.Index, err)
+	}
+	return nil
+}
+
 // readWAL opens the WAL in dir at snap (nil for none) and reads it all.
 func readWAL(dir string, snap *raftpb.Snapshot, lg *slog.Logger) (*wal.WAL, []byte, *raftpb.HardState, []*raftpb.Entry, error) {
 	w, err := wal.Open(dir, snapshotAt(snap), lg)
