@@ -123,7 +123,7 @@ func runLeaseSteps(t *testing.T, bin, ep string, steps []leaseStep) []framework.
 			r = framework.Run(t, framework.Invocation{Bin: bin, Endpoints: ep, Args: args})
 		}
 		if st.grants != "" {
-			if !ids.Capture(st.grants, r.Stdout) {
+			if !ids.Capture(st.grants, r.Stdout, args) {
 				t.Fatalf("no lease ID for %s in %q", st.grants, r.Stdout)
 			}
 		}

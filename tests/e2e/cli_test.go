@@ -333,7 +333,7 @@ func runCLI(t *testing.T, bin, endpoint string, st step, leases *framework.Lease
 	if st.grants != "" {
 		// A failed grant (a server without leases) leaves {{NAME}} as it
 		// is, for the comparison to show.
-		leases.Capture(st.grants, stdout.String())
+		leases.Capture(st.grants, stdout.String(), st.args)
 	}
 	o := outcome{stdout: []byte(leases.Mask(stdout.String())), stderr: []byte(leases.Mask(clientLogRe.ReplaceAllString(stderr.String(), ""))), code: c.ProcessState.ExitCode()}
 	if st.mask != nil {

@@ -3,6 +3,7 @@ package framework
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,13 +18,17 @@ type LeaseVars struct {
 	ids   []int64
 }
 
-// grantedRe finds the ID in a grant's output: simple, fields --hex, and
-// the decimal of json and fields.
-var grantedRe = regexp.MustCompile(`lease ([0-9a-f]{16}) granted|"ID" : ([0-9a-f]{16})\n|"ID" ?: ?(\d+)[,\n]`)
+// grantedRe finds the ID in a grant's output: the simple format's, always
+// hex; the fields format's, hex or decimal as --hex says; json's, always
+// decimal.
+var grantedRe = regexp.MustCompile(`lease ([0-9a-f]{16}) granted|"ID" : ([0-9a-f]+)\n|"ID":(\d+),`)
 
-// Capture notes the lease that out, a grant's output, names as name. It
-// says false when out names none (the grant failed).
-func (l *LeaseVars) Capture(name, out string) bool {
+// Capture notes the lease that out, the output of a grant run with args,
+// names as name. It says false when out names none (the grant failed).
+//
+// The fields format's ID must be read in the base the grant printed it
+// in: a decimal ID of sixteen digits reads as hex too.
+func (l *LeaseVars) Capture(name, out string, args []string) bool {
 	m := grantedRe.FindStringSubmatch(out)
 	if m == nil {
 		return false
@@ -33,8 +38,10 @@ func (l *LeaseVars) Capture(name, out string) bool {
 	switch {
 	case m[1] != "":
 		id, err = strconv.ParseInt(m[1], 16, 64)
-	case m[2] != "":
+	case m[2] != "" && slices.Contains(args, "--hex"):
 		id, err = strconv.ParseInt(m[2], 16, 64)
+	case m[2] != "":
+		id, err = strconv.ParseInt(m[2], 10, 64)
 	default:
 		id, err = strconv.ParseInt(m[3], 10, 64)
 	}
